@@ -1,0 +1,1091 @@
+"""The scheduler: one dispatcher per flow, fair across jobs, signalled, never polling.
+
+Design (docs/architecture.md has the picture):
+
+* The **dispatcher** is the only writer of every JobState of its flow. It owns a
+  ring of jobs that have runnable tasks and takes one task from the job at the
+  head each turn (round robin across jobs, FIFO within a job), so a long job
+  cannot starve a short one.
+* With ``max_workers=1`` and no executor, tasks run inline on the dispatcher
+  thread: an emit delivers at once and a new activation is a deque append.
+  Otherwise tasks go to a ``concurrent.futures.Executor``; workers post their
+  emits and completion to the dispatcher's inbox (a ``SimpleQueue``).
+* An **activation** is formed lazily, when the node has capacity (fewer than
+  ``concurrency`` of this job's activations queued or running), so undelivered
+  values wait in slot buffers, where ``Latest`` can replace them and a snapshot
+  sees them.
+* A collecting slot (``Append``/``Reduce``) is ready when no node that can reach it
+  is active: each task start and end updates a per-slot counter (``coll_active``).
+* Waiting (``Job.wait``, pause, timers) uses ``threading.Event`` and a timed
+  ``SimpleQueue.get``: nothing sleeps in a loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from queue import Empty, SimpleQueue
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+
+from .error_handler import STOP, Decision
+from .errors import JobTimeoutError, SnapshotError, StateError
+from .job_state import (
+    ErrorRecord,
+    JobState,
+    JobStatus,
+    PendingTask,
+    RoutineState,
+    SlotBuffer,
+    TaskRecord,
+)
+from .spec import Policy
+
+if TYPE_CHECKING:
+    from .dsl import Append as _Append
+    from .flow import Flow
+    from .graph import CNode, CompiledFlow
+    from .slot import RunInput
+
+__all__ = ["Dispatcher", "Job", "JobRun", "current_task"]
+
+_START, _DONE, _EMIT, _CALL = 0, 1, 2, 3
+_perf = time.perf_counter
+_now = time.time
+
+_ctx = threading.local()
+_T = TypeVar("_T")
+
+
+def current_task() -> tuple[JobRun, NodeRun, Callable[[str, Any], None]] | None:
+    """The job, node and emit function of the activation running on this thread, if any."""
+    cur: tuple[JobRun, NodeRun, Callable[[str, Any], None]] | None = getattr(_ctx, "cur", None)
+    return cur
+
+
+class _Cell:
+    """Buffer of a LATEST, MERGE or REDUCE slot."""
+
+    __slots__ = ("fresh", "has", "value")
+
+    def __init__(self) -> None:
+        self.has = False
+        self.fresh = False
+        self.value: Any = None
+
+
+class NodeRun:
+    """One node within one job: slot buffers, capacity, stats."""
+
+    __slots__ = (
+        "bufs",
+        "cn",
+        "coll_active",
+        "emit",
+        "inflight",
+        "job",
+        "name",
+        "out_keys",
+        "q0",
+        "routes",
+        "rs",
+    )
+
+    def __init__(self, job: JobRun, cn: CNode, rs: RoutineState) -> None:
+        self.job = job
+        self.cn = cn
+        self.name = cn.name
+        self.rs = rs
+        self.routes = cn.routes
+        self.out_keys = cn.out_keys
+        self.inflight = 0
+        self.bufs: list[Any] = []
+        for pol in cn.policies:
+            if pol is Policy.QUEUE:
+                self.bufs.append(deque())
+            elif pol is Policy.APPEND:
+                self.bufs.append([])
+            else:
+                self.bufs.append(_Cell())
+        self.q0: deque[Any] | None = self.bufs[0] if cn.fast else None
+        self.coll_active = [0] * len(cn.policies)
+        self.emit = self._emit_inline
+
+    def _emit_inline(self, event: str, value: Any) -> None:
+        job = self.job
+        if not job.live_emits:
+            return
+        routes = self.routes.get(event)
+        if routes is None:
+            _unknown_event(self, event)
+        self.rs.emits += 1
+        if not routes:
+            job.record_output(self.out_keys[event], value)
+            return
+        nodes = job.nodes
+        for tr, dst, si, pm in routes:
+            v = value if tr is None else tr(value)
+            if pm is not None:
+                v = _apply_mapping(v, pm)
+            job.deliver(nodes[dst], si, v)
+
+    def has_buffered(self) -> bool:
+        for pol, buf in zip(self.cn.policies, self.bufs, strict=True):
+            if pol is Policy.QUEUE or pol is Policy.APPEND:
+                if buf:
+                    return True
+            elif buf.fresh or (pol is Policy.REDUCE and buf.has):
+                return True
+        return False
+
+
+def _unknown_event(nr: NodeRun, event: str) -> None:
+    from .errors import WiringError
+
+    msg = f"Routine `{nr.name}` emitted unknown event `{event}` ({nr.cn.spec.describe_ports()})"
+    raise WiringError(msg)
+
+
+def _apply_mapping(value: Any, mapping: dict[str, str]) -> Any:
+    # Classic param_mapping: {"target_param": "source_param"}; unmapped keys pass through.
+    if not isinstance(value, dict):
+        return value
+    out = dict(value)
+    for target, source in mapping.items():
+        if source in value:
+            out.pop(source, None)
+            out[target] = value[source]
+    return out
+
+
+Task = tuple[NodeRun, tuple[Any, ...], int]
+
+
+class JobRun:
+    """A running job: the dispatcher's private structures behind one live JobState."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        compiled: CompiledFlow,
+        state: JobState,
+        on_error: Any,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.flow = dispatcher.flow
+        self.compiled = compiled
+        self.state = state
+        self.on_error = on_error
+        self.tasks: deque[Task] = deque()
+        self.running: dict[int, Task] = {}
+        self.inflight = 0
+        self.in_ring = False
+        self.accepting = False
+        self.live_emits = True
+        self.finished = False
+        self.armed: dict[NodeRun, None] = {}
+        self.done = threading.Event()
+        self.pause_waiters: list[threading.Event] = []
+        self.pause_requested = False
+        self.cancel_requested = False
+        self.deadline_seq: int | None = None
+        self.t0_perf = _perf()
+        self.t0_wall = _now()
+        self.history = state.history
+        self.history_cap = max(state.history_limit, 0)
+        self.output_limit = state.output_limit
+        self.on_finish: list[Callable[[JobRun], None]] = []
+        self.failing = False
+        self.timeout: float | None = None
+        self.restored: list[Task] = []
+        rstates = state.routine_states
+        self.nodes: list[NodeRun] = []
+        for cn in compiled.nodes:
+            rs = rstates.get(cn.name)
+            if rs is None:
+                rs = rstates[cn.name] = RoutineState()
+            self.nodes.append(NodeRun(self, cn, rs))
+        self.by_name = {nr.name: nr for nr in self.nodes}
+        state._run = self  # type: ignore[attr-defined]
+
+    # -- delivery and activation (dispatcher thread only) ----------------------------
+
+    def deliver(self, nr: NodeRun, si: int, value: Any) -> None:
+        q0 = nr.q0
+        if q0 is not None:
+            if nr.inflight < nr.cn.concurrency and self.accepting and not q0:
+                self.form(nr, (value,), 1)
+            else:
+                q0.append(value)
+            return
+        pol = nr.cn.policies[si]
+        buf = nr.bufs[si]
+        if pol is Policy.QUEUE:
+            buf.append(value)
+        elif pol is Policy.LATEST:
+            buf.value = value
+            buf.has = buf.fresh = True
+        elif pol is Policy.APPEND:
+            if not buf:
+                self.arm(nr)
+            buf.append(value)
+        else:
+            spec = nr.cn.slot_specs[si]
+            merge = spec.merge
+            assert merge is not None
+            if buf.has:
+                buf.value = merge(buf.value, value)
+            elif spec.initial is not spec.NO_DEFAULT:
+                buf.value = merge(_fresh_initial(spec.initial), value)
+            else:
+                buf.value = merge(None, value) if pol is Policy.MERGE else value
+            if not buf.has and pol is Policy.REDUCE:
+                self.arm(nr)
+            buf.has = buf.fresh = True
+        self.activate(nr)
+
+    def arm(self, nr: NodeRun) -> None:
+        if nr in self.armed:
+            return
+        self.armed[nr] = None
+        # An armed collection blocks collections downstream of it until it fires.
+        nodes = self.nodes
+        for ni, si in nr.cn.desc_colls:
+            if ni != nr.cn.index:
+                nodes[ni].coll_active[si] += 1
+
+    def disarm(self, nr: NodeRun) -> None:
+        if nr not in self.armed:
+            return
+        del self.armed[nr]
+        nodes = self.nodes
+        for ni, si in nr.cn.desc_colls:
+            if ni != nr.cn.index:
+                c = nodes[ni].coll_active
+                c[si] -= 1
+                if c[si] == 0 and nodes[ni] in self.armed:
+                    self.activate(nodes[ni])
+
+    def activate(self, nr: NodeRun, force: bool = False) -> bool:
+        """Form as many activations of ``nr`` as capacity and buffers allow."""
+        formed = False
+        cap = nr.cn.concurrency
+        while nr.inflight < cap and self.accepting:
+            if nr.q0 is not None:
+                if not nr.q0:
+                    break
+                self.form(nr, (nr.q0.popleft(),), 1)
+            else:
+                args = self._take(nr, force)
+                if args is None:
+                    break
+                self.form(nr, args, 1)
+            formed = True
+            force = False
+        return formed
+
+    def _take(self, nr: NodeRun, force: bool) -> tuple[Any, ...] | None:
+        specs = nr.cn.slot_specs
+        bufs = nr.bufs
+        trigger = False
+        ready: list[bool] = []
+        for si, pol in enumerate(nr.cn.policies):
+            buf = bufs[si]
+            if pol is Policy.QUEUE:
+                ok = bool(buf)
+                trigger = trigger or ok
+            elif pol is Policy.LATEST or pol is Policy.MERGE:
+                ok = buf.has
+                trigger = trigger or buf.fresh
+            else:
+                has = bool(buf) if pol is Policy.APPEND else buf.has
+                batch = specs[si].batch
+                full = batch is not None and pol is Policy.APPEND and len(buf) >= batch
+                ok = has and (full or force or nr.coll_active[si] == 0)
+                trigger = trigger or ok
+            if not ok and specs[si].required:
+                return None
+            ready.append(ok)
+        if not trigger:
+            return None
+        args: list[Any] = []
+        for si, pol in enumerate(nr.cn.policies):
+            spec = specs[si]
+            buf = bufs[si]
+            if not ready[si]:
+                args.append(_fresh_initial(spec.default))
+            elif pol is Policy.QUEUE:
+                args.append(buf.popleft())
+            elif pol is Policy.LATEST or pol is Policy.MERGE:
+                buf.fresh = False
+                args.append(buf.value)
+            elif pol is Policy.APPEND:
+                batch = spec.batch
+                taken = _append_type()(buf[:batch] if batch is not None else buf)
+                del buf[: len(taken)]
+                args.append(taken)
+            else:
+                args.append(buf.value)
+                buf.value = None
+                buf.has = buf.fresh = False
+        if nr in self.armed and not self._collecting(nr):
+            self.disarm(nr)
+        return tuple(args)
+
+    def _collecting(self, nr: NodeRun) -> bool:
+        for pol, buf in zip(nr.cn.policies, nr.bufs, strict=True):
+            if (pol is Policy.APPEND and buf) or (pol is Policy.REDUCE and buf.has):
+                return True
+        return False
+
+    def form(self, nr: NodeRun, args: tuple[Any, ...], attempt: int) -> None:
+        nr.inflight += 1
+        self.inflight += 1
+        for ni, si in nr.cn.desc_colls:
+            self.nodes[ni].coll_active[si] += 1
+        self.tasks.append((nr, args, attempt))
+        if not self.in_ring:
+            self.in_ring = True
+            self.dispatcher.ring.append(self)
+
+    def release(self, nr: NodeRun) -> None:
+        """Account for the end of one of ``nr``'s activations and form what became ready."""
+        nr.inflight -= 1
+        self.inflight -= 1
+        nodes = self.nodes
+        for ni, si in nr.cn.desc_colls:
+            c = nodes[ni].coll_active
+            c[si] -= 1
+            if c[si] == 0 and nodes[ni] in self.armed:
+                self.activate(nodes[ni])
+        if nr.q0 is not None:
+            if nr.q0 and self.accepting:
+                self.activate(nr)
+        elif self.accepting:
+            self.activate(nr)
+        if self.inflight == 0:
+            self.idle()
+
+    def idle(self) -> None:
+        """Nothing queued or running: fire blocked collections (cycles), else finish."""
+        if self.finished:
+            return
+        if self.accepting:
+            for nr in list(self.armed):
+                if self.activate(nr, force=True):
+                    return
+            self.dispatcher.finish(self, JobStatus.COMPLETED)
+            return
+        self.dispatcher.settle(self)
+
+    def record_output(self, key: str, value: Any) -> None:
+        outs = self.state.outputs.get(key)
+        if outs is None:
+            outs = self.state.outputs[key] = []
+        if len(outs) < self.output_limit:
+            outs.append(value)
+        else:
+            dropped = self.state.outputs_dropped
+            dropped[key] = dropped.get(key, 0) + 1
+
+    def record_task(self, nr: NodeRun, t0: float, dt: float, ok: bool) -> None:
+        hist = self.history
+        hist.append(TaskRecord(nr.name, self.t0_wall + (t0 - self.t0_perf), dt, ok))
+        cap = self.history_cap
+        if len(hist) > cap + 64 or (cap < 64 and len(hist) > cap):
+            extra = len(hist) - cap
+            del hist[:extra]
+            self.state.history_dropped += extra
+
+    # -- snapshots -------------------------------------------------------------------
+
+    def snapshot(self) -> JobState:
+        """A detached copy of the state with pending work and buffers filled in."""
+        return self.dispatcher.call(self._snapshot_now)
+
+    def _snapshot_now(self) -> JobState:
+        st = self.state
+        snap = msgspec.structs.replace(
+            st,
+            routine_states={
+                k: msgspec.structs.replace(v, state=dict(v.state))
+                for k, v in st.routine_states.items()
+            },
+            outputs={k: list(v) for k, v in st.outputs.items()},
+            outputs_dropped=dict(st.outputs_dropped),
+            history=list(st.history[-st.history_limit :] if st.history_limit else []),
+            history_dropped=st.history_dropped + max(0, len(st.history) - st.history_limit),
+            errors=list(st.errors),
+            shared_data=dict(st.shared_data),
+            shared_log=list(st.shared_log),
+            pending=self._pending_list(include_running=True),
+            buffers=self._buffer_list(),
+        )
+        return snap
+
+    def _pending_list(self, include_running: bool) -> list[PendingTask]:
+        out = list(self.state.pending)
+        tasks: Iterable[Task] = self.tasks
+        if include_running:
+            tasks = itertools.chain(self.running.values(), self.tasks)
+        for nr, args, attempt in tasks:
+            out.append(PendingTask(node=nr.name, args=list(args), attempt=attempt))
+        return out
+
+    def _buffer_list(self) -> list[SlotBuffer]:
+        out: list[SlotBuffer] = []
+        for nr in self.nodes:
+            for spec, pol, buf in zip(nr.cn.slot_specs, nr.cn.policies, nr.bufs, strict=True):
+                if pol is Policy.QUEUE or pol is Policy.APPEND:
+                    if buf:
+                        out.append(SlotBuffer(node=nr.name, slot=spec.name, values=list(buf)))
+                elif buf.has:
+                    out.append(
+                        SlotBuffer(
+                            node=nr.name, slot=spec.name, values=[buf.value], fresh=buf.fresh
+                        )
+                    )
+        return out
+
+    def restore(self, state: JobState) -> None:
+        """Load buffers and pending activations from a paused or decoded state."""
+        convert = _converter()
+        for b in state.buffers:
+            nr = self.by_name.get(b.node)
+            if nr is None:
+                msg = f"Cannot resume job {state.job_id}: it buffers values for node `{b.node}`, which the flow does not have"
+                raise SnapshotError(msg)
+            si = nr.cn.spec.slot_index.get(b.slot)
+            if si is None:
+                msg = f"Cannot resume job {state.job_id}: node `{b.node}` has no slot `{b.slot}` ({nr.cn.spec.describe_ports()})"
+                raise SnapshotError(msg)
+            spec = nr.cn.slot_specs[si]
+            values = [convert(v, spec.type, state, b.node, b.slot) for v in b.values]
+            buf = nr.bufs[si]
+            pol = nr.cn.policies[si]
+            if pol is Policy.QUEUE:
+                buf.extend(values)
+            elif pol is Policy.APPEND:
+                buf.extend(values)
+                self.arm(nr)
+            else:
+                buf.value = values[-1] if values else None
+                buf.has = bool(values)
+                buf.fresh = b.fresh
+                if pol is Policy.REDUCE and buf.has:
+                    self.arm(nr)
+        pending: list[Task] = []
+        for p in state.pending:
+            nr = self.by_name.get(p.node)
+            if nr is None:
+                msg = f"Cannot resume job {state.job_id}: it has a pending activation of node `{p.node}`, which the flow does not have"
+                raise SnapshotError(msg)
+            specs = nr.cn.slot_specs
+            if len(p.args) != len(specs):
+                msg = f"Cannot resume job {state.job_id}: a pending activation of `{p.node}` has {len(p.args)} arguments, the node has {len(specs)} slots"
+                raise SnapshotError(msg)
+            args = tuple(
+                convert(v, _arg_type(s), state, p.node, s.name)
+                for v, s in zip(p.args, specs, strict=True)
+            )
+            pending.append((nr, args, p.attempt))
+        state.buffers = []
+        state.pending = []
+        self.restored = pending
+
+
+def _arg_type(spec: Any) -> Any:
+    if spec.policy is Policy.APPEND:
+        return list[spec.type]
+    return spec.type
+
+
+def _fresh_initial(value: Any) -> Any:
+    # Mutable defaults/initials are copied per use, so one job never sees another's list.
+    if isinstance(value, list | dict | set):
+        return value.copy()
+    return value
+
+
+def _append_type() -> type[_Append[Any]]:
+    from .dsl import Append
+
+    return Append
+
+
+def _converter() -> Callable[[Any, Any, JobState, str, str], Any]:
+    def convert(value: Any, tp: Any, state: JobState, node: str, slot: str) -> Any:
+        if tp is Any or tp is object:
+            return value
+        try:
+            if isinstance(tp, type) and isinstance(value, tp):
+                return value
+        except TypeError:
+            pass
+        try:
+            return msgspec.convert(value, tp, strict=False)
+        except (msgspec.ValidationError, TypeError) as exc:
+            msg = f"Cannot resume job {state.job_id}: a value for `{node}.{slot}` does not convert to the slot's type: {exc}"
+            raise SnapshotError(msg) from exc
+
+    return convert
+
+
+class Dispatcher:
+    """Runs the jobs of one flow; see the module docstring."""
+
+    def __init__(self, flow: Flow, max_workers: int, executor: Executor | None) -> None:
+        self.flow = flow
+        self.max_workers = max_workers
+        self.inline = executor is None and max_workers == 1
+        self._own_executor = executor is None and not self.inline
+        self._executor = executor
+        self._aux: ThreadPoolExecutor | None = None
+        self.inbox: SimpleQueue[Any] = SimpleQueue()
+        self.ring: deque[JobRun] = deque()
+        self.jobs: set[JobRun] = set()
+        self.running = 0
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._ident: int | None = None
+        self._token = itertools.count()
+        self._cancelled_timers: set[int] = set()
+
+    # -- entry points (any thread) ---------------------------------------------------
+
+    def submit(self, job: JobRun, inputs: list[RunInput], resumed: bool) -> None:
+        self._post((_START, job, inputs, resumed))
+
+    def call(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` on the dispatcher thread (or now, if idle or already on it) and return its result."""
+        if threading.get_ident() == self._ident:
+            return fn()
+        box: list[_T] = []
+        err: list[BaseException] = []
+        ev = threading.Event()
+
+        def wrapped() -> None:
+            try:
+                box.append(fn())
+            except BaseException as exc:
+                err.append(exc)
+            finally:
+                ev.set()
+
+        self._post((_CALL, wrapped))
+        ev.wait()
+        if err:
+            raise err[0]
+        return box[0]
+
+    def _post(self, msg: tuple[Any, ...]) -> None:
+        with self._lock:
+            self.inbox.put(msg)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name=f"routilux-{self.flow.flow_id}", daemon=True
+                )
+                self._thread.start()
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the executor this dispatcher created (a passed-in executor is the caller's)."""
+        if self._own_executor and self._executor is not None:
+            self._executor.shutdown(wait=wait)
+            self._executor = None
+        if self._aux is not None:
+            self._aux.shutdown(wait=wait)
+            self._aux = None
+
+    # -- the loop (dispatcher thread) ------------------------------------------------
+
+    def _loop(self) -> None:
+        self._ident = threading.get_ident()
+        inbox = self.inbox
+        ring = self.ring
+        handle = self._handle
+        try:
+            while True:
+                while not inbox.empty():
+                    handle(inbox.get())
+                if self._timers:
+                    self._fire_timers()
+                if ring:
+                    if self.inline:
+                        self._run_inline(inbox, ring)
+                        continue
+                    self._submit_ready(ring)
+                timeout = None
+                if self._timers:
+                    timeout = max(0.0, self._timers[0][0] - _perf())
+                elif not self.jobs and not self.running:
+                    with self._lock:
+                        if inbox.empty():
+                            self._thread = None
+                            self._ident = None
+                            return
+                    continue
+                try:
+                    msg = inbox.get(timeout=timeout)
+                except Empty:
+                    continue
+                handle(msg)
+        except BaseException:
+            with self._lock:
+                self._thread = None
+                self._ident = None
+            raise
+
+    def _run_inline(self, inbox: SimpleQueue[Any], ring: deque[JobRun]) -> None:
+        run = self._run_task
+        n = 0
+        while ring:
+            job = ring[0]
+            tasks = job.tasks
+            if not tasks:
+                ring.popleft()
+                job.in_ring = False
+                continue
+            task = tasks.popleft()
+            if tasks:
+                ring.rotate(-1)
+            else:
+                ring.popleft()
+                job.in_ring = False
+            if task[0].cn.offload:
+                self._submit(job, task, aux=True)
+            else:
+                run(job, task)
+            n += 1
+            if n >= 64:
+                n = 0
+                if not inbox.empty() or self._timers:
+                    return
+
+    def _run_task(self, job: JobRun, task: Task) -> None:
+        nr, args, _ = task
+        cn = nr.cn
+        rs = nr.rs
+        t0 = _perf()
+        if cn.needs_context:
+            _ctx.cur = (job, nr, nr.emit)
+        try:
+            cn.invoke(args, nr.emit)
+        except Exception as exc:
+            dt = _perf() - t0
+            rs.busy_time += dt
+            rs.activations += 1
+            job.record_task(nr, t0, dt, False)
+            self._failed(job, task, exc)
+            return
+        finally:
+            if cn.needs_context:
+                _ctx.cur = None
+        dt = _perf() - t0
+        rs.activations += 1
+        rs.busy_time += dt
+        job.record_task(nr, t0, dt, True)
+        job.release(nr)
+
+    def _submit_ready(self, ring: deque[JobRun]) -> None:
+        while ring and self.running < self.max_workers:
+            job = ring[0]
+            if not job.tasks:
+                ring.popleft()
+                job.in_ring = False
+                continue
+            task = job.tasks.popleft()
+            if job.tasks:
+                ring.rotate(-1)
+            else:
+                ring.popleft()
+                job.in_ring = False
+            self._submit(job, task, aux=False)
+
+    def _executor_for(self, aux: bool) -> Executor:
+        if aux or self.inline:
+            if self._aux is None:
+                self._aux = ThreadPoolExecutor(
+                    max_workers=max(2, self.max_workers), thread_name_prefix="routilux-aux"
+                )
+            return self._aux
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.max_workers, thread_name_prefix="routilux-worker"
+            )
+        return self._executor
+
+    def _submit(self, job: JobRun, task: Task, aux: bool) -> None:
+        token = next(self._token)
+        job.running[token] = task
+        self.running += 1
+        nr = task[0]
+        timeout = nr.cn.spec.timeout
+        if timeout is not None:
+            self.after(timeout, lambda: self._timed_out(job, token, timeout))
+        self._executor_for(aux).submit(self._work, job, task, token)
+
+    def _work(self, job: JobRun, task: Task, token: int) -> None:
+        nr, args, _ = task
+        cn = nr.cn
+        exc: BaseException | None = None
+        put = self.inbox.put
+
+        def emit(event: str, value: Any) -> None:
+            put((_EMIT, nr, event, value, job, token))
+
+        t0 = _perf()
+        if cn.needs_context:
+            _ctx.cur = (job, nr, emit)
+        try:
+            cn.invoke(args, emit)
+        except BaseException as e:
+            exc = e
+        finally:
+            if cn.needs_context:
+                _ctx.cur = None
+        self.inbox.put((_DONE, job, token, exc, t0, _perf() - t0))
+
+    def _handle(self, msg: tuple[Any, ...]) -> None:
+        kind = msg[0]
+        if kind == _EMIT:
+            nr = msg[1]
+            if msg[5] not in msg[4].running:
+                return  # the task was abandoned after a timeout: its emits are dropped
+            try:
+                nr._emit_inline(msg[2], msg[3])
+            except Exception as exc:
+                self._emit_failed(nr, exc)
+        elif kind == _DONE:
+            _, job, token, failure, t0, dt = msg
+            task = job.running.pop(token, None)
+            if task is None:
+                return  # abandoned after a timeout; its late result is dropped
+            self.running -= 1
+            nr = task[0]
+            nr.rs.activations += 1
+            nr.rs.busy_time += dt
+            job.record_task(nr, t0, dt, failure is None)
+            if failure is not None:
+                self._failed(job, task, failure)
+            else:
+                job.release(nr)
+        elif kind == _START:
+            self._start(msg[1], msg[2], msg[3])
+        else:
+            msg[1]()
+
+    def _emit_failed(self, nr: NodeRun, exc: Exception) -> None:
+        # Pool mode: the emitting task is still running; fail the job at once.
+        job = nr.job
+        self._record_error(job, nr, exc, 1)
+        if not job.finished and job.state.status is JobStatus.RUNNING:
+            self._stop(job, job.state.errors[-1])
+
+    # -- timers ----------------------------------------------------------------------
+
+    def after(self, delay: float, fn: Callable[[], None]) -> int:
+        """Run ``fn`` on the dispatcher thread after ``delay`` seconds (dispatcher thread only)."""
+        seq = next(self._seq)
+        heapq.heappush(self._timers, (_perf() + delay, seq, fn))
+        return seq
+
+    def cancel_timer(self, seq: int) -> None:
+        self._cancelled_timers.add(seq)
+
+    def _fire_timers(self) -> None:
+        now = _perf()
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, seq, fn = heapq.heappop(timers)
+            if seq in self._cancelled_timers:
+                self._cancelled_timers.discard(seq)
+                continue
+            fn()
+
+    # -- job lifecycle ---------------------------------------------------------------
+
+    def _start(self, job: JobRun, inputs: list[RunInput], resumed: bool) -> None:
+        st = job.state
+        self.jobs.add(job)
+        st.status = JobStatus.RUNNING
+        if st.started_at is None:
+            st.started_at = _now()
+        try:
+            if resumed:
+                job.restore(st)
+        except SnapshotError as exc:
+            self._record_error(job, None, exc, 1)
+            self.finish(job, JobStatus.FAILED)
+            return
+        timeout = job.timeout
+        if timeout is not None:
+            job.deadline_seq = self.after(timeout, lambda: self._deadline(job, timeout))
+        by_name = job.by_name
+        touched: list[NodeRun] = []
+        for inp in inputs:
+            nr = by_name[inp.slot.node.node_name]
+            si = nr.cn.spec.slot_index[inp.slot.name]
+            job.deliver(nr, si, inp.value)
+            touched.append(nr)
+        job.accepting = True
+        for nr, args, attempt in job.restored:
+            job.form(nr, args, attempt)
+        job.restored = []
+        for nr in job.nodes if resumed else touched:
+            job.activate(nr)
+        if job.inflight == 0:
+            job.idle()
+
+    def _failed(self, job: JobRun, task: Task, exc: BaseException) -> None:
+        nr, args, attempt = task
+        record = self._record_error(job, nr, exc, attempt)
+        if job.finished or not job.live_emits:
+            job.release(nr)
+            return
+        policy = nr.cn.spec.on_error or job.on_error or STOP
+        try:
+            decision: Decision = policy.decide(exc, attempt)
+        except Exception as perr:
+            self._record_error(job, nr, perr, attempt)
+            decision = Decision("stop")
+        if decision.action == "retry":
+            nr.rs.retries += 1
+
+            # The activation stays in flight (counted) while it waits for its retry.
+            def again() -> None:
+                if job.finished or not job.accepting:
+                    job.state.pending.append(
+                        PendingTask(node=nr.name, args=list(args), attempt=attempt + 1)
+                    )
+                    job.release(nr)
+                    return
+                job.tasks.append((nr, args, attempt + 1))
+                if not job.in_ring:
+                    job.in_ring = True
+                    self.ring.append(job)
+
+            self.after(decision.delay, again)
+            return
+        if decision.action == "stop":
+            job.state.pending.append(PendingTask(node=nr.name, args=list(args), attempt=attempt))
+            self._stop(job, record)
+        job.release(nr)
+
+    def _record_error(
+        self, job: JobRun, nr: NodeRun | None, exc: BaseException, attempt: int
+    ) -> ErrorRecord:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        record = ErrorRecord(
+            node=nr.name if nr else None,
+            type=type(exc).__qualname__,
+            message=str(exc),
+            traceback=tb,
+            attempt=attempt,
+            at=_now(),
+        )
+        if nr is not None:
+            nr.rs.errors += 1
+            nr.rs.last_error = record
+        errors = job.state.errors
+        errors.append(record)
+        if len(errors) > max(job.history_cap, 16):
+            del errors[0]
+        return record
+
+    def _stop(self, job: JobRun, record: ErrorRecord) -> None:
+        """Fail ``job``: keep queued work as pending, let running tasks end, then finish."""
+        job.state.error = record
+        job.failing = True
+        self._drain(job, keep=True)
+        job.live_emits = False
+        self.settle(job)
+
+    def _drain(self, job: JobRun, keep: bool) -> None:
+        job.accepting = False
+        while job.tasks:
+            nr, args, attempt = job.tasks.popleft()
+            if keep:
+                job.state.pending.append(
+                    PendingTask(node=nr.name, args=list(args), attempt=attempt)
+                )
+            nr.inflight -= 1
+            job.inflight -= 1
+            for ni, si in nr.cn.desc_colls:
+                job.nodes[ni].coll_active[si] -= 1
+
+    def settle(self, job: JobRun) -> None:
+        """A job that stopped accepting work finishes once its running tasks are done."""
+        if job.finished or job.running:
+            return
+        if job.inflight > 0:
+            return  # retries waiting on a timer still hold the job
+        if job.cancel_requested:
+            self.finish(job, JobStatus.CANCELLED)
+        elif job.failing:
+            self.finish(job, JobStatus.FAILED)
+        elif job.pause_requested:
+            self.finish(job, JobStatus.PAUSED)
+
+    def finish(self, job: JobRun, status: JobStatus) -> None:
+        if job.finished:
+            return
+        st = job.state
+        if job.deadline_seq is not None:
+            self.cancel_timer(job.deadline_seq)
+        if status is JobStatus.PAUSED:
+            st.pending = job._pending_list(include_running=False)
+            st.buffers = job._buffer_list()
+        elif status is JobStatus.FAILED or status is JobStatus.COMPLETED:
+            st.buffers = job._buffer_list()
+        else:  # cancelled: pending work is dropped
+            st.pending = []
+            st.buffers = []
+        job.finished = True
+        job.accepting = False
+        job.live_emits = False
+        st.status = status
+        if status is not JobStatus.PAUSED:
+            st.finished_at = _now()
+            self.flow._account(job)
+        hist = st.history
+        if len(hist) > st.history_limit:
+            extra = len(hist) - st.history_limit
+            del hist[:extra]
+            st.history_dropped += extra
+        self.jobs.discard(job)
+        if job.in_ring:
+            with contextlib.suppress(ValueError):
+                self.ring.remove(job)
+            job.in_ring = False
+        st._run = None  # type: ignore[attr-defined]
+        for cb in job.on_finish:
+            try:
+                cb(job)
+            except Exception as exc:
+                self._record_error(job, None, exc, 1)
+        for w in job.pause_waiters:
+            w.set()
+        job.done.set()
+
+    # -- control (dispatcher thread) -------------------------------------------------
+
+    def request_pause(self, job: JobRun) -> None:
+        if job.finished:
+            return
+        job.pause_requested = True
+        job.accepting = False
+        self._requeue_to_pending(job)
+        self.settle(job)
+
+    def _requeue_to_pending(self, job: JobRun) -> None:
+        self._drain(job, keep=True)
+
+    def request_cancel(self, job: JobRun) -> None:
+        if job.finished:
+            return
+        job.cancel_requested = True
+        self._drain(job, keep=False)
+        job.live_emits = False
+        self.settle(job)
+
+    def _deadline(self, job: JobRun, timeout: float) -> None:
+        if job.finished:
+            return
+        exc = JobTimeoutError(f"Job {job.state.job_id} ran past its timeout of {timeout:g} s")
+        record = self._record_error(job, None, exc, 1)
+        self._stop(job, record)
+
+    def _timed_out(self, job: JobRun, token: int, timeout: float) -> None:
+        task = job.running.pop(token, None)
+        if task is None:
+            return
+        self.running -= 1
+        nr = task[0]
+        err = TimeoutError(
+            f"Routine `{nr.name}` activation ran past its timeout of {timeout:g} s (abandoned)"
+        )
+        nr.rs.activations += 1
+        self._failed(job, task, err)
+
+
+class Job:
+    """A handle on a job started with ``flow.start``: its live state and its controls."""
+
+    def __init__(self, flow: Flow, run: JobRun) -> None:
+        self._flow = flow
+        self._run = run
+
+    @property
+    def state(self) -> JobState:
+        """The job's live state (a plain Struct once the job has finished)."""
+        return self._run.state
+
+    @property
+    def job_id(self) -> str:
+        """The job's id."""
+        return self._run.state.job_id
+
+    @property
+    def status(self) -> JobStatus:
+        """The job's current status."""
+        return self._run.state.status
+
+    def done(self) -> bool:
+        """Whether the job has stopped running (finished or paused)."""
+        return self._run.done.is_set()
+
+    def wait(self, timeout: float | None = None) -> JobState:
+        """Block until the job stops running (finished or paused) and return its state.
+
+        Raises:
+            JobTimeoutError: the job is still running after ``timeout`` seconds (it goes on).
+        """
+        if not self._run.done.wait(timeout):
+            msg = f"Job {self.job_id} still {self.status} after waiting {timeout:g} s"
+            raise JobTimeoutError(msg)
+        return self._run.state
+
+    def pause(self, timeout: float | None = None) -> JobState:
+        """Stop dispatching, let running tasks finish, keep queued work as pending."""
+        return self._flow.pause(self._run.state, timeout=timeout)
+
+    def cancel(self, timeout: float | None = None) -> JobState:
+        """Drop pending work; the status becomes ``cancelled`` once running tasks end."""
+        return self._flow.cancel(self._run.state, timeout=timeout)
+
+    def result(self, key: str | None = None, timeout: float | None = None) -> list[Any]:
+        """Wait, then return the values of terminal output ``key`` (the only one by default).
+
+        Raises:
+            StateError: the job did not complete.
+            KeyError: no such output.
+        """
+        state = self.wait(timeout)
+        if state.status is not JobStatus.COMPLETED:
+            where = (
+                f": {state.error.type} in `{state.error.node}`: {state.error.message}"
+                if state.error
+                else ""
+            )
+            msg = f"Job {state.job_id} is {state.status}{where}"
+            raise StateError(msg)
+        if key is None:
+            if len(state.outputs) != 1:
+                known = ", ".join(sorted(state.outputs)) or "none"
+                msg = f"Job {state.job_id} has {len(state.outputs)} outputs ({known}); pass key="
+                raise KeyError(msg)
+            key = next(iter(state.outputs))
+        return state.output(key)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.job_id} {self.status}>"

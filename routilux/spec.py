@@ -1,0 +1,121 @@
+"""RoutineSpec: the one description of a node type that both front doors produce.
+
+The typed DSL (:mod:`routilux.dsl`) and the classic ``Routine`` class
+(:mod:`routilux.routine`) each lower a user's definition to a
+:class:`RoutineSpec` once, at definition time. The scheduler only ever sees
+specs: it never inspects user functions while a job runs.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["EventSpec", "Invoke", "Policy", "RoutineSpec", "SlotSpec"]
+
+#: The compiled call of one activation: ``invoke(args, emit)`` where ``args`` holds one
+#: value per slot in slot order and ``emit(event_name, value)`` publishes an output.
+Invoke = Callable[[tuple[Any, ...], Callable[[str, Any], None]], None]
+
+
+class Policy(enum.Enum):
+    """How a slot buffers values and when it lets its node fire (docs/semantics.md)."""
+
+    QUEUE = "queue"  # one value per activation, FIFO
+    LATEST = "latest"  # newest value wins, sticky
+    MERGE = "merge"  # classic merge strategies: fold every delivery, fire on each
+    APPEND = "append"  # collect until upstream is quiescent (or a batch is full)
+    REDUCE = "reduce"  # fold until upstream is quiescent
+
+    @property
+    def collects(self) -> bool:
+        """Whether the slot waits for upstream quiescence before it is ready."""
+        return self is Policy.APPEND or self is Policy.REDUCE
+
+
+_NO_DEFAULT: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class SlotSpec:
+    """An input port of a node type.
+
+    Attributes:
+        name: The slot name (a parameter name for DSL routines).
+        type: The type of one delivered value (``Append[T]`` and friends unwrapped to ``T``).
+        policy: The buffering policy.
+        default: The default when the slot is optional, else ``SlotSpec.NO_DEFAULT``.
+        batch: For ``APPEND``, fire as soon as this many values are buffered.
+        merge: For ``MERGE`` and ``REDUCE``, ``merge(accumulated, new) -> accumulated``.
+        initial: For ``REDUCE``/``MERGE``, the starting accumulator (``NO_DEFAULT``: first value).
+        annotation: The annotation as written, for messages and stub generation.
+    """
+
+    name: str
+    type: Any = Any
+    policy: Policy = Policy.QUEUE
+    default: Any = _NO_DEFAULT
+    batch: int | None = None
+    merge: Callable[[Any, Any], Any] | None = None
+    initial: Any = _NO_DEFAULT
+    annotation: Any = Any
+
+    NO_DEFAULT = _NO_DEFAULT
+
+    @property
+    def required(self) -> bool:
+        """Whether the node needs a value on this slot to fire."""
+        return self.default is _NO_DEFAULT
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    """An output port of a node type."""
+
+    name: str
+    type: Any = Any
+
+
+@dataclass(frozen=True)
+class RoutineSpec:
+    """Everything the engine needs to know about a node type, derived once.
+
+    Attributes:
+        name: The routine's name (default node name).
+        slots: Input ports, in call order.
+        events: Output ports.
+        invoke: The compiled activation call (see :data:`Invoke`).
+        kind: ``function``, ``generator``, ``async``, ``async_generator`` or ``classic``.
+        concurrency: How many activations of one job may run at once on one node.
+        on_error: The routine's error policy, or ``None`` to use the flow's.
+        timeout: Per-activation timeout in seconds, or ``None``.
+        ref: ``module:qualname`` of the user's definition, for messages and stubs.
+        doc: The user's docstring.
+        target: The user's function or class.
+    """
+
+    name: str
+    slots: tuple[SlotSpec, ...]
+    events: tuple[EventSpec, ...]
+    invoke: Invoke
+    kind: str = "function"
+    concurrency: int = 1
+    on_error: Any = None
+    timeout: float | None = None
+    ref: str = ""
+    doc: str = ""
+    target: Any = None
+    slot_index: dict[str, int] = field(init=False, repr=False, compare=False)
+    event_index: dict[str, EventSpec] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "slot_index", {s.name: i for i, s in enumerate(self.slots)})
+        object.__setattr__(self, "event_index", {e.name: e for e in self.events})
+
+    def describe_ports(self) -> str:
+        """``slots: a, b; events: result`` — used in every "no such port" message."""
+        slots = ", ".join(s.name for s in self.slots) or "none"
+        events = ", ".join(e.name for e in self.events) or "none"
+        return f"slots: {slots}; events: {events}"
