@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from ._classic_flow import ClassicFlowMixin
 from .errors import StateError, ValidationError, WiringError
 from .event import Event
@@ -89,7 +87,7 @@ class Flow(ClassicFlowMixin):
         self._compiled_version = -1
         self._dispatcher: Dispatcher | None = None
         self._lock = threading.RLock()
-        self._totals: dict[str, RoutineStats] = {}
+        self._totals: dict[str, list[float]] = {}
         self._checked_inputs: dict[frozenset[tuple[str, str]], None] = {}
 
     # -- building --------------------------------------------------------------------
@@ -396,7 +394,18 @@ class Flow(ClassicFlowMixin):
         A job that runs past ``timeout`` seconds is failed with a ``JobTimeoutError``
         recorded in its state; ``run`` returns that state.
         """
-        return self.start(*inputs, job_id=job_id, timeout=timeout).wait()
+        compiled = self._compile()
+        self._check_inputs(compiled, inputs)
+        state = JobState(
+            flow_id=self.flow_id,
+            job_id=job_id if job_id is not None else uuid.uuid4().hex,
+            history_limit=self.history_limit,
+            output_limit=self.output_limit,
+        )
+        run = self._new_run(compiled, state, timeout)
+        run.dispatcher.run_here(run, list(inputs), resumed=False)
+        run.done.wait()
+        return state
 
     def wait(self, state: JobState, timeout: float | None = None) -> JobState:
         """Block until the job of ``state`` stops running; return its state.
@@ -493,18 +502,34 @@ class Flow(ClassicFlowMixin):
             disp.shutdown(wait=wait)
 
     def _account(self, run: JobRun) -> None:
+        # Plain lists, summed on the dispatcher thread; stats() freezes a copy on demand.
         totals = self._totals
         for name, rs in run.state.routine_states.items():
-            prev = totals.get(name) or RoutineStats()
-            totals[name] = msgspec.structs.replace(
-                prev,
-                activations=prev.activations + rs.activations,
-                emits=prev.emits + rs.emits,
-                errors=prev.errors + rs.errors,
-                retries=prev.retries + rs.retries,
-                busy_time=prev.busy_time + rs.busy_time,
-                jobs=prev.jobs + 1,
-            )
+            t = totals.get(name)
+            if t is None:
+                totals[name] = [rs.activations, rs.emits, rs.errors, rs.retries, rs.busy_time, 1]
+            else:
+                t[0] += rs.activations
+                t[1] += rs.emits
+                t[2] += rs.errors
+                t[3] += rs.retries
+                t[4] += rs.busy_time
+                t[5] += 1
+
+    def routine_stats(self, name: str) -> RoutineStats:
+        """Node ``name``'s counters summed over this flow's finished jobs (a frozen copy)."""
+        t = self._totals.get(name)
+        if t is None:
+            return RoutineStats()
+        a, e, err, r, busy, jobs = t
+        return RoutineStats(
+            activations=int(a),
+            emits=int(e),
+            errors=int(err),
+            retries=int(r),
+            busy_time=busy,
+            jobs=int(jobs),
+        )
 
     def __repr__(self) -> str:
         return (

@@ -29,6 +29,7 @@ class CNode:
 
     __slots__ = (
         "concurrency",
+        "coll_ids",
         "desc_colls",
         "events",
         "fast",
@@ -62,7 +63,9 @@ class CNode:
         self.events = frozenset(e.name for e in spec.events)
         self.routes: dict[str, tuple[Route, ...]] = {}
         self.out_keys = {e.name: f"{self.name}.{e.name}" for e in spec.events}
+        # (collection id, node index) of every collecting slot this node can feed.
         self.desc_colls: tuple[tuple[int, int], ...] = ()
+        self.coll_ids: tuple[int, ...] = ()
         self.needs_context = spec.kind == "classic"
         # Activations with a timeout run off the dispatcher thread so they can be abandoned.
         self.offload = spec.timeout is not None
@@ -94,12 +97,19 @@ class CompiledFlow:
             preds[dst].update(srcs)
         self.preds = preds
         desc: list[list[tuple[int, int]]] = [[] for _ in self.nodes]
+        self.n_colls = 0
         for cn in self.nodes:
+            ids: list[int] = []
             for si, pol in enumerate(cn.policies):
                 if not pol.collects:
+                    ids.append(-1)
                     continue
+                cid = self.n_colls
+                self.n_colls += 1
+                ids.append(cid)
                 for anc in self.ancestors(producers.get((cn.index, si), set())):
-                    desc[anc].append((cn.index, si))
+                    desc[anc].append((cid, cn.index))
+            cn.coll_ids = tuple(ids)
         for cn in self.nodes:
             cn.desc_colls = tuple(desc[cn.index])
 

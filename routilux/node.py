@@ -87,4 +87,4 @@ class NodeBase:
                 busy_time=rs.busy_time,
                 jobs=1,
             )
-        return self.flow._totals.get(self.node_name, RoutineStats())
+        return self.flow.routine_stats(self.node_name)

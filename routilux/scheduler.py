@@ -88,7 +88,6 @@ class NodeRun:
     __slots__ = (
         "bufs",
         "cn",
-        "coll_active",
         "emit",
         "inflight",
         "job",
@@ -107,16 +106,16 @@ class NodeRun:
         self.routes = cn.routes
         self.out_keys = cn.out_keys
         self.inflight = 0
-        self.bufs: list[Any] = []
-        for pol in cn.policies:
-            if pol is Policy.QUEUE:
-                self.bufs.append(deque())
-            elif pol is Policy.APPEND:
-                self.bufs.append([])
-            else:
-                self.bufs.append(_Cell())
-        self.q0: deque[Any] | None = self.bufs[0] if cn.fast else None
-        self.coll_active = [0] * len(cn.policies)
+        if cn.fast:
+            q0: deque[Any] = deque()
+            self.q0: deque[Any] | None = q0
+            self.bufs: list[Any] = [q0]
+        else:
+            self.q0 = None
+            self.bufs = [
+                deque() if pol is Policy.QUEUE else [] if pol is Policy.APPEND else _Cell()
+                for pol in cn.policies
+            ]
         self.emit = self._emit_inline
 
     def _emit_inline(self, event: str, value: Any) -> None:
@@ -135,7 +134,7 @@ class NodeRun:
             v = value if tr is None else tr(value)
             if pm is not None:
                 v = _apply_mapping(v, pm)
-            job.deliver(nodes[dst], si, v)
+            job.deliver(nodes[dst] or job.make(dst), si, v)
 
     def has_buffered(self) -> bool:
         for pol, buf in zip(self.cn.policies, self.bufs, strict=True):
@@ -206,15 +205,31 @@ class JobRun:
         self.failing = False
         self.timeout: float | None = None
         self.restored: list[Task] = []
-        rstates = state.routine_states
-        self.nodes: list[NodeRun] = []
-        for cn in compiled.nodes:
+        # NodeRuns are made on first touch: a job that visits 3 nodes of 300 pays for 3.
+        self.nodes: list[NodeRun | None] = [None] * len(compiled.nodes)
+        self.coll_active = [0] * compiled.n_colls
+        state._run = self  # type: ignore[attr-defined]
+
+    def make(self, index: int) -> NodeRun:
+        """The NodeRun of node ``index``, made on first use."""
+        nr = self.nodes[index]
+        if nr is None:
+            cn = self.compiled.nodes[index]
+            rstates = self.state.routine_states
             rs = rstates.get(cn.name)
             if rs is None:
                 rs = rstates[cn.name] = RoutineState()
-            self.nodes.append(NodeRun(self, cn, rs))
-        self.by_name = {nr.name: nr for nr in self.nodes}
-        state._run = self  # type: ignore[attr-defined]
+            nr = self.nodes[index] = NodeRun(self, cn, rs)
+        return nr
+
+    def node_run(self, name: str) -> NodeRun | None:
+        """The NodeRun of the node called ``name``, or ``None`` if the flow has no such node."""
+        cn = self.compiled.by_name.get(name)
+        return None if cn is None else self.make(cn.index)
+
+    def touched(self) -> list[NodeRun]:
+        """The NodeRuns made so far."""
+        return [nr for nr in self.nodes if nr is not None]
 
     # -- delivery and activation (dispatcher thread only) ----------------------------
 
@@ -257,22 +272,25 @@ class JobRun:
             return
         self.armed[nr] = None
         # An armed collection blocks collections downstream of it until it fires.
-        nodes = self.nodes
-        for ni, si in nr.cn.desc_colls:
-            if ni != nr.cn.index:
-                nodes[ni].coll_active[si] += 1
+        coll = self.coll_active
+        me = nr.cn.index
+        for cid, ni in nr.cn.desc_colls:
+            if ni != me:
+                coll[cid] += 1
 
     def disarm(self, nr: NodeRun) -> None:
         if nr not in self.armed:
             return
         del self.armed[nr]
-        nodes = self.nodes
-        for ni, si in nr.cn.desc_colls:
-            if ni != nr.cn.index:
-                c = nodes[ni].coll_active
-                c[si] -= 1
-                if c[si] == 0 and nodes[ni] in self.armed:
-                    self.activate(nodes[ni])
+        coll = self.coll_active
+        me = nr.cn.index
+        for cid, ni in nr.cn.desc_colls:
+            if ni != me:
+                coll[cid] -= 1
+                if coll[cid] == 0:
+                    other = self.nodes[ni]
+                    if other is not None and other in self.armed:
+                        self.activate(other)
 
     def activate(self, nr: NodeRun, force: bool = False) -> bool:
         """Form as many activations of ``nr`` as capacity and buffers allow."""
@@ -309,7 +327,7 @@ class JobRun:
                 has = bool(buf) if pol is Policy.APPEND else buf.has
                 batch = specs[si].batch
                 full = batch is not None and pol is Policy.APPEND and len(buf) >= batch
-                ok = has and (full or force or nr.coll_active[si] == 0)
+                ok = has and (full or force or self.coll_active[nr.cn.coll_ids[si]] == 0)
                 trigger = trigger or ok
             if not ok and specs[si].required:
                 return None
@@ -349,8 +367,10 @@ class JobRun:
     def form(self, nr: NodeRun, args: tuple[Any, ...], attempt: int) -> None:
         nr.inflight += 1
         self.inflight += 1
-        for ni, si in nr.cn.desc_colls:
-            self.nodes[ni].coll_active[si] += 1
+        if nr.cn.desc_colls:
+            coll = self.coll_active
+            for cid, _ in nr.cn.desc_colls:
+                coll[cid] += 1
         self.tasks.append((nr, args, attempt))
         if not self.in_ring:
             self.in_ring = True
@@ -360,17 +380,21 @@ class JobRun:
         """Account for the end of one of ``nr``'s activations and form what became ready."""
         nr.inflight -= 1
         self.inflight -= 1
-        nodes = self.nodes
-        for ni, si in nr.cn.desc_colls:
-            c = nodes[ni].coll_active
-            c[si] -= 1
-            if c[si] == 0 and nodes[ni] in self.armed:
-                self.activate(nodes[ni])
+        # Refill this node from its own buffers first: values waiting for capacity keep
+        # the node active, so a collection downstream must not see it as quiescent.
         if nr.q0 is not None:
             if nr.q0 and self.accepting:
                 self.activate(nr)
         elif self.accepting:
             self.activate(nr)
+        if nr.cn.desc_colls:
+            coll = self.coll_active
+            for cid, ni in nr.cn.desc_colls:
+                coll[cid] -= 1
+                if coll[cid] == 0:
+                    other = self.nodes[ni]
+                    if other is not None and other in self.armed:
+                        self.activate(other)
         if self.inflight == 0:
             self.idle()
 
@@ -442,7 +466,9 @@ class JobRun:
 
     def _buffer_list(self) -> list[SlotBuffer]:
         out: list[SlotBuffer] = []
-        for nr in self.nodes:
+        for nr in self.touched():
+            if nr.q0 is not None and not nr.q0:
+                continue
             for spec, pol, buf in zip(nr.cn.slot_specs, nr.cn.policies, nr.bufs, strict=True):
                 if pol is Policy.QUEUE or pol is Policy.APPEND:
                     if buf:
@@ -459,7 +485,7 @@ class JobRun:
         """Load buffers and pending activations from a paused or decoded state."""
         convert = _converter()
         for b in state.buffers:
-            nr = self.by_name.get(b.node)
+            nr = self.node_run(b.node)
             if nr is None:
                 msg = f"Cannot resume job {state.job_id}: it buffers values for node `{b.node}`, which the flow does not have"
                 raise SnapshotError(msg)
@@ -484,7 +510,7 @@ class JobRun:
                     self.arm(nr)
         pending: list[Task] = []
         for p in state.pending:
-            nr = self.by_name.get(p.node)
+            nr = self.node_run(p.node)
             if nr is None:
                 msg = f"Cannot resume job {state.job_id}: it has a pending activation of node `{p.node}`, which the flow does not have"
                 raise SnapshotError(msg)
@@ -556,10 +582,9 @@ class Dispatcher:
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._active = False  # a loop runs (on a thread of ours or a caller of run)
         self._ident: int | None = None
         self._token = itertools.count()
-        self._cancelled_timers: set[int] = set()
 
     # -- entry points (any thread) ---------------------------------------------------
 
@@ -591,11 +616,38 @@ class Dispatcher:
     def _post(self, msg: tuple[Any, ...]) -> None:
         with self._lock:
             self.inbox.put(msg)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._loop, name=f"routilux-{self.flow.flow_id}", daemon=True
-                )
-                self._thread.start()
+            if not self._active:
+                self._active = True
+                self._start_thread()
+
+    def _start_thread(self) -> None:
+        threading.Thread(
+            target=self._loop, name=f"routilux-{self.flow.flow_id}", daemon=True
+        ).start()
+
+    def run_here(self, job: JobRun, inputs: list[RunInput], resumed: bool) -> None:
+        """Start ``job`` and, if no dispatcher loop is active, be the dispatcher until it stops.
+
+        A blocking ``flow.run`` thus costs no thread hand-off; jobs started meanwhile by
+        other threads are served fairly too, and a background thread takes over whatever
+        is left when ``job`` stops.
+
+        Raises:
+            StateError: called from a routine of this flow on the dispatcher thread (the
+                job could never run: use ``flow.start`` there).
+        """
+        if threading.get_ident() == self._ident:
+            msg = (
+                f"flow.run on flow {self.flow.flow_id!r} from inside one of its own routines "
+                "would wait for itself; use flow.start(...) there"
+            )
+            raise StateError(msg)
+        with self._lock:
+            self.inbox.put((_START, job, inputs, resumed))
+            if self._active:
+                return
+            self._active = True
+        self._loop(until=job)
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop the executor this dispatcher created (a passed-in executor is the caller's)."""
@@ -608,7 +660,7 @@ class Dispatcher:
 
     # -- the loop (dispatcher thread) ------------------------------------------------
 
-    def _loop(self) -> None:
+    def _loop(self, until: JobRun | None = None) -> None:
         self._ident = threading.get_ident()
         inbox = self.inbox
         ring = self.ring
@@ -619,9 +671,12 @@ class Dispatcher:
                     handle(inbox.get())
                 if self._timers:
                     self._fire_timers()
+                if until is not None and until.done.is_set():
+                    self._hand_off()
+                    return
                 if ring:
                     if self.inline:
-                        self._run_inline(inbox, ring)
+                        self._run_inline(inbox, ring, until)
                         continue
                     self._submit_ready(ring)
                 timeout = None
@@ -630,7 +685,7 @@ class Dispatcher:
                 elif not self.jobs and not self.running:
                     with self._lock:
                         if inbox.empty():
-                            self._thread = None
+                            self._active = False
                             self._ident = None
                             return
                     continue
@@ -641,11 +696,23 @@ class Dispatcher:
                 handle(msg)
         except BaseException:
             with self._lock:
-                self._thread = None
+                self._active = False
                 self._ident = None
             raise
 
-    def _run_inline(self, inbox: SimpleQueue[Any], ring: deque[JobRun]) -> None:
+    def _hand_off(self) -> None:
+        # The caller's job is done: leave the rest (if any) to a background thread.
+        with self._lock:
+            self._ident = None
+            idle = self.inbox.empty() and not self.jobs and not self.running
+            if idle and not self._timers:
+                self._active = False
+                return
+            self._start_thread()
+
+    def _run_inline(
+        self, inbox: SimpleQueue[Any], ring: deque[JobRun], until: JobRun | None
+    ) -> None:
         run = self._run_task
         n = 0
         while ring:
@@ -665,6 +732,8 @@ class Dispatcher:
                 self._submit(job, task, aux=True)
             else:
                 run(job, task)
+            if until is not None and until.finished:
+                return
             n += 1
             if n >= 64:
                 n = 0
@@ -800,16 +869,19 @@ class Dispatcher:
         return seq
 
     def cancel_timer(self, seq: int) -> None:
-        self._cancelled_timers.add(seq)
+        timers = self._timers
+        for i, entry in enumerate(timers):
+            if entry[1] == seq:
+                timers[i] = timers[-1]
+                timers.pop()
+                heapq.heapify(timers)
+                return
 
     def _fire_timers(self) -> None:
         now = _perf()
         timers = self._timers
         while timers and timers[0][0] <= now:
-            _, seq, fn = heapq.heappop(timers)
-            if seq in self._cancelled_timers:
-                self._cancelled_timers.discard(seq)
-                continue
+            fn = heapq.heappop(timers)[2]
             fn()
 
     # -- job lifecycle ---------------------------------------------------------------
@@ -830,10 +902,10 @@ class Dispatcher:
         timeout = job.timeout
         if timeout is not None:
             job.deadline_seq = self.after(timeout, lambda: self._deadline(job, timeout))
-        by_name = job.by_name
         touched: list[NodeRun] = []
         for inp in inputs:
-            nr = by_name[inp.slot.node.node_name]
+            nr = job.node_run(inp.slot.node.node_name)
+            assert nr is not None  # flow.start checked the inputs
             si = nr.cn.spec.slot_index[inp.slot.name]
             job.deliver(nr, si, inp.value)
             touched.append(nr)
@@ -841,7 +913,7 @@ class Dispatcher:
         for nr, args, attempt in job.restored:
             job.form(nr, args, attempt)
         job.restored = []
-        for nr in job.nodes if resumed else touched:
+        for nr in job.touched() if resumed else touched:
             job.activate(nr)
         if job.inflight == 0:
             job.idle()
@@ -920,8 +992,8 @@ class Dispatcher:
                 )
             nr.inflight -= 1
             job.inflight -= 1
-            for ni, si in nr.cn.desc_colls:
-                job.nodes[ni].coll_active[si] -= 1
+            for cid, _ in nr.cn.desc_colls:
+                job.coll_active[cid] -= 1
 
     def settle(self, job: JobRun) -> None:
         """A job that stopped accepting work finishes once its running tasks are done."""
