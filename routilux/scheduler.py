@@ -82,6 +82,17 @@ class _Cell:
         self.value: Any = None
 
 
+class _MergeQ(deque[Any]):
+    """Buffer of a MERGE slot: the running fold, and one merged value queued per delivery."""
+
+    __slots__ = ("has", "value")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.has = False
+        self.value: Any = None
+
+
 class NodeRun:
     """One node within one job: slot buffers, capacity, stats."""
 
@@ -113,7 +124,13 @@ class NodeRun:
         else:
             self.q0 = None
             self.bufs = [
-                deque() if pol is Policy.QUEUE else [] if pol is Policy.APPEND else _Cell()
+                deque()
+                if pol is Policy.QUEUE
+                else []
+                if pol is Policy.APPEND
+                else _MergeQ()
+                if pol is Policy.MERGE
+                else _Cell()
                 for pol in cn.policies
             ]
         self.emit = self._emit_inline
@@ -138,7 +155,7 @@ class NodeRun:
 
     def has_buffered(self) -> bool:
         for pol, buf in zip(self.cn.policies, self.bufs, strict=True):
-            if pol is Policy.QUEUE or pol is Policy.APPEND:
+            if pol is Policy.QUEUE or pol is Policy.APPEND or pol is Policy.MERGE:
                 if buf:
                     return True
             elif buf.fresh or (pol is Policy.REDUCE and buf.has):
@@ -154,18 +171,29 @@ def _unknown_event(nr: NodeRun, event: str) -> None:
 
 
 def _apply_mapping(value: Any, mapping: dict[str, str]) -> Any:
-    # Classic param_mapping: {"target_param": "source_param"}; unmapped keys pass through.
+    # Classic param_mapping, as routilux 0.10 documents it: {"event_param": "slot_param"}.
+    # Mapped keys are renamed; unmapped keys pass through unless they collide with a
+    # mapped name (the mapped value wins).
     if not isinstance(value, dict):
         return value
-    out = dict(value)
-    for target, source in mapping.items():
+    targets = mapping.values()
+    out = {k: v for k, v in value.items() if k not in mapping and k not in targets}
+    for source, target in mapping.items():
         if source in value:
-            out.pop(source, None)
             out[target] = value[source]
     return out
 
 
 Task = tuple[NodeRun, tuple[Any, ...], int]
+
+#: A routine's status (``RoutineState.status``) after a failure, by the policy's decision
+#: (routilux 0.10's names).
+_STATUS_AFTER = {
+    "stop": "failed",
+    "continue": "error_continued",
+    "skip": "skipped",
+    "retry": "retrying",
+}
 
 
 class JobRun:
@@ -252,6 +280,21 @@ class JobRun:
             if not buf:
                 self.arm(nr)
             buf.append(value)
+        elif pol is Policy.MERGE:
+            # Fold at delivery and queue the result: every delivery fires once, with the
+            # fold as it stood then, even while the node is busy (classic 0.10 semantics).
+            spec = nr.cn.slot_specs[si]
+            merge = spec.merge
+            assert merge is not None
+            if buf.has:
+                acc = buf.value
+            elif spec.initial is not spec.NO_DEFAULT:
+                acc = _fresh_initial(spec.initial)
+            else:
+                acc = None
+            buf.value = merge(acc, value)
+            buf.has = True
+            buf.append(buf.value)
         else:
             spec = nr.cn.slot_specs[si]
             merge = spec.merge
@@ -317,10 +360,10 @@ class JobRun:
         ready: list[bool] = []
         for si, pol in enumerate(nr.cn.policies):
             buf = bufs[si]
-            if pol is Policy.QUEUE:
+            if pol is Policy.QUEUE or pol is Policy.MERGE:
                 ok = bool(buf)
                 trigger = trigger or ok
-            elif pol is Policy.LATEST or pol is Policy.MERGE:
+            elif pol is Policy.LATEST:
                 ok = buf.has
                 trigger = trigger or buf.fresh
             else:
@@ -340,9 +383,9 @@ class JobRun:
             buf = bufs[si]
             if not ready[si]:
                 args.append(_fresh_initial(spec.default))
-            elif pol is Policy.QUEUE:
+            elif pol is Policy.QUEUE or pol is Policy.MERGE:
                 args.append(buf.popleft())
-            elif pol is Policy.LATEST or pol is Policy.MERGE:
+            elif pol is Policy.LATEST:
                 buf.fresh = False
                 args.append(buf.value)
             elif pol is Policy.APPEND:
@@ -473,6 +516,12 @@ class JobRun:
                 if pol is Policy.QUEUE or pol is Policy.APPEND:
                     if buf:
                         out.append(SlotBuffer(node=nr.name, slot=spec.name, values=list(buf)))
+                elif pol is Policy.MERGE:
+                    # values[0] is the running fold; the rest are queued merged values.
+                    if buf.has:
+                        out.append(
+                            SlotBuffer(node=nr.name, slot=spec.name, values=[buf.value, *buf])
+                        )
                 elif buf.has:
                     out.append(
                         SlotBuffer(
@@ -502,6 +551,11 @@ class JobRun:
             elif pol is Policy.APPEND:
                 buf.extend(values)
                 self.arm(nr)
+            elif pol is Policy.MERGE:
+                if values:
+                    buf.value = values[0]
+                    buf.has = True
+                    buf.extend(values[1:])
             else:
                 buf.value = values[-1] if values else None
                 buf.has = bool(values)
@@ -583,6 +637,9 @@ class Dispatcher:
         self._seq = itertools.count()
         self._lock = threading.Lock()
         self._active = False  # a loop runs (on a thread of ours or a caller of run)
+        self.work: SimpleQueue[tuple[JobRun, Task, int] | None] = SimpleQueue()
+        self._loops = 0
+        self._loops_ok = executor is None or isinstance(executor, ThreadPoolExecutor)
         self._ident: int | None = None
         self._token = itertools.count()
 
@@ -685,6 +742,7 @@ class Dispatcher:
                 elif not self.jobs and not self.running:
                     with self._lock:
                         if inbox.empty():
+                            self._stop_loops()
                             self._active = False
                             self._ident = None
                             return
@@ -706,6 +764,7 @@ class Dispatcher:
             self._ident = None
             idle = self.inbox.empty() and not self.jobs and not self.running
             if idle and not self._timers:
+                self._stop_loops()
                 self._active = False
                 return
             self._start_thread()
@@ -801,7 +860,29 @@ class Dispatcher:
         timeout = nr.cn.spec.timeout
         if timeout is not None:
             self.after(timeout, lambda: self._timed_out(job, token, timeout))
-        self._executor_for(aux).submit(self._work, job, task, token)
+        if aux or not self._loops_ok:
+            self._executor_for(aux).submit(self._work, job, task, token)
+            return
+        # Thread executors get long-lived worker loops fed by a queue: one submit per
+        # loop instead of one Future per task.
+        self.work.put((job, task, token))
+        if self._loops < self.running and self._loops < self.max_workers:
+            self._loops += 1
+            self._executor_for(False).submit(self._worker_loop)
+
+    def _worker_loop(self) -> None:
+        get = self.work.get
+        work = self._work
+        while True:
+            item = get()
+            if item is None:
+                return
+            work(*item)
+
+    def _stop_loops(self) -> None:
+        for _ in range(self._loops):
+            self.work.put(None)
+        self._loops = 0
 
     def _work(self, job: JobRun, task: Task, token: int) -> None:
         nr, args, _ = task
@@ -930,6 +1011,7 @@ class Dispatcher:
         except Exception as perr:
             self._record_error(job, nr, perr, attempt)
             decision = Decision("stop")
+        nr.rs.status = _STATUS_AFTER.get(decision.action, "failed")
         if decision.action == "retry":
             nr.rs.retries += 1
 
