@@ -9,7 +9,6 @@ Both doors are the same methods on the same engine.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,7 @@ from ._classic_flow import ClassicFlowMixin
 from .errors import StateError, ValidationError, WiringError
 from .event import Event
 from .graph import CompiledFlow
-from .job_state import JobState, JobStatus
+from .job_state import JobState, JobStatus, new_id
 from .node import NodeBase, RoutineStats
 from .scheduler import Dispatcher, Job, JobRun
 from .slot import RunInput, Slot
@@ -63,7 +62,7 @@ class Flow(ClassicFlowMixin):
         history_limit: int = 1000,
         output_limit: int = 10_000,
     ) -> None:
-        self.flow_id = flow_id if flow_id is not None else uuid.uuid4().hex
+        self.flow_id = flow_id if flow_id is not None else new_id()
         if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
             msg = f"Flow {self.flow_id!r}: max_workers must be a positive int, got {max_workers!r}"
             raise ValueError(msg)
@@ -373,7 +372,7 @@ class Flow(ClassicFlowMixin):
         self._check_inputs(compiled, inputs)
         state = JobState(
             flow_id=self.flow_id,
-            job_id=job_id if job_id is not None else uuid.uuid4().hex,
+            job_id=job_id if job_id is not None else new_id(),
             history_limit=self.history_limit,
             output_limit=self.output_limit,
         )
@@ -398,7 +397,7 @@ class Flow(ClassicFlowMixin):
         self._check_inputs(compiled, inputs)
         state = JobState(
             flow_id=self.flow_id,
-            job_id=job_id if job_id is not None else uuid.uuid4().hex,
+            job_id=job_id if job_id is not None else new_id(),
             history_limit=self.history_limit,
             output_limit=self.output_limit,
         )

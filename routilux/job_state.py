@@ -10,12 +10,14 @@ type when a job is resumed.
 from __future__ import annotations
 
 import enum
+import itertools
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ._classic_state import ClassicJobStateMixin
+from ._classic_state import ClassicJobStateMixin, ExecutionRecord
 from .errors import SnapshotError
 
 if TYPE_CHECKING:
@@ -32,6 +34,28 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+
+_id_prefix = os.urandom(8).hex()
+_id_counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
+
+
+def _reseed_ids() -> None:
+    # A forked child must not repeat its parent's ids.
+    global _id_prefix, _id_counter
+    _id_prefix = os.urandom(8).hex()
+    _id_counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
+
+
+os.register_at_fork(after_in_child=_reseed_ids)
+
+
+def new_id() -> str:
+    """A 32-hex-digit id, unique across processes (a random 64-bit process prefix and a counter).
+
+    ``uuid4()`` reads the OS's random source on every call (about 5 µs); jobs are
+    created faster than that.
+    """
+    return f"{_id_prefix}{next(_id_counter):016x}"
 
 
 class JobStatus(enum.StrEnum):
@@ -128,6 +152,8 @@ class JobState(msgspec.Struct, ClassicJobStateMixin, kw_only=True, dict=True):
         shared_data: Job-wide data (classic ``update_shared_data``).
         shared_log: Job-wide log entries (classic ``append_to_shared_log``).
         fingerprint: The flow's shape (nodes, ports, types) the job was started on.
+        execution_history: Classic (0.10) execution records: entry, emits, actions
+            (bounded by ``history_limit``).
     """
 
     schema_version: int = SCHEMA_VERSION
@@ -151,6 +177,7 @@ class JobState(msgspec.Struct, ClassicJobStateMixin, kw_only=True, dict=True):
     shared_data: dict[str, Any] = msgspec.field(default_factory=dict)
     shared_log: list[Any] = msgspec.field(default_factory=list)
     fingerprint: dict[str, Any] = msgspec.field(default_factory=dict)
+    execution_history: list[ExecutionRecord] = msgspec.field(default_factory=list)
 
     # -- queries -----------------------------------------------------------------
 

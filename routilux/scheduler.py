@@ -16,7 +16,7 @@ Design (docs/architecture.md has the picture):
   sees them.
 * A collecting slot (``Append``/``Reduce``) is ready when no node that can reach it
   is active: each task start and end updates a per-slot counter (``coll_active``).
-* Waiting (``Job.wait``, pause, timers) uses ``threading.Event`` and a timed
+* Waiting (``Job.wait``, pause, timers) uses a lock-based latch and a timed
   ``SimpleQueue.get``: nothing sleeps in a loop.
 """
 
@@ -69,6 +69,37 @@ def current_task() -> tuple[JobRun, NodeRun, Callable[[str, Any], None]] | None:
     """The job, node and emit function of the activation running on this thread, if any."""
     cur: tuple[JobRun, NodeRun, Callable[[str, Any], None]] | None = getattr(_ctx, "cur", None)
     return cur
+
+
+class Latch:
+    """A one-shot event: ``threading.Event`` semantics at a lock's cost.
+
+    ``threading.Event`` builds a Condition (about 4 µs); a job needs only "set once,
+    wake every waiter", which a held lock gives: waiters acquire and release it.
+    """
+
+    __slots__ = ("_flag", "_lock")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        if not self._flag:
+            self._flag = True
+            self._lock.release()
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._flag:
+            return True
+        if self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+            self._lock.release()
+            return True
+        return self._flag
 
 
 class _Cell:
@@ -151,7 +182,13 @@ class NodeRun:
             v = value if tr is None else tr(value)
             if pm is not None:
                 v = _apply_mapping(v, pm)
-            job.deliver(nodes[dst] or job.make(dst), si, v)
+            nr = nodes[dst] or job.make(dst)
+            q0 = nr.q0
+            # Fast path of deliver(): a single-queue-slot node with capacity runs this value.
+            if q0 is not None and not q0 and nr.inflight < nr.cn.concurrency and job.accepting:
+                job.form(nr, (v,), 1)
+            else:
+                job.deliver(nr, si, v)
 
     def has_buffered(self) -> bool:
         for pol, buf in zip(self.cn.policies, self.bufs, strict=True):
@@ -199,6 +236,41 @@ _STATUS_AFTER = {
 class JobRun:
     """A running job: the dispatcher's private structures behind one live JobState."""
 
+    __slots__ = (
+        "__dict__",
+        "accepting",
+        "armed",
+        "cancel_requested",
+        "coll_active",
+        "compiled",
+        "deadline_seq",
+        "dispatcher",
+        "done",
+        "failing",
+        "finished",
+        "flow",
+        "history",
+        "history_cap",
+        "history_trim",
+        "in_ring",
+        "inflight",
+        "live_emits",
+        "nodes",
+        "on_error",
+        "on_finish",
+        "output_limit",
+        "pause_requested",
+        "restored",
+        "running",
+        "state",
+        "t0_perf",
+        "t0_wall",
+        "tasks",
+        "timeout",
+        "wall0",
+        "journal",
+    )
+
     def __init__(
         self,
         dispatcher: Dispatcher,
@@ -219,8 +291,7 @@ class JobRun:
         self.live_emits = True
         self.finished = False
         self.armed: dict[NodeRun, None] = {}
-        self.done = threading.Event()
-        self.pause_waiters: list[threading.Event] = []
+        self.done = Latch()
         self.pause_requested = False
         self.cancel_requested = False
         self.deadline_seq: int | None = None
@@ -228,11 +299,14 @@ class JobRun:
         self.t0_wall = _now()
         self.history = state.history
         self.history_cap = max(state.history_limit, 0)
+        self.history_trim = self.history_cap + min(256, self.history_cap // 4)
+        self.wall0 = self.t0_wall - self.t0_perf
         self.output_limit = state.output_limit
         self.on_finish: list[Callable[[JobRun], None]] = []
         self.failing = False
         self.timeout: float | None = None
         self.restored: list[Task] = []
+        self.journal: Any = None
         # NodeRuns are made on first touch: a job that visits 3 nodes of 300 pays for 3.
         self.nodes: list[NodeRun | None] = [None] * len(compiled.nodes)
         self.coll_active = [0] * compiled.n_colls
@@ -425,9 +499,13 @@ class JobRun:
         self.inflight -= 1
         # Refill this node from its own buffers first: values waiting for capacity keep
         # the node active, so a collection downstream must not see it as quiescent.
-        if nr.q0 is not None:
-            if nr.q0 and self.accepting:
-                self.activate(nr)
+        q0 = nr.q0
+        if q0 is not None:
+            if q0 and self.accepting:
+                if nr.cn.concurrency == 1:
+                    self.form(nr, (q0.popleft(),), 1)
+                else:
+                    self.activate(nr)
         elif self.accepting:
             self.activate(nr)
         if nr.cn.desc_colls:
@@ -465,10 +543,15 @@ class JobRun:
 
     def record_task(self, nr: NodeRun, t0: float, dt: float, ok: bool) -> None:
         hist = self.history
-        hist.append(TaskRecord(nr.name, self.t0_wall + (t0 - self.t0_perf), dt, ok))
-        cap = self.history_cap
-        if len(hist) > cap + 64 or (cap < 64 and len(hist) > cap):
-            extra = len(hist) - cap
+        hist.append(TaskRecord(nr.name, self.wall0 + t0, dt, ok))
+        if len(hist) > self.history_trim:
+            self.trim_history()
+
+    def trim_history(self) -> None:
+        # Trimmed in slack-sized chunks so the list is not shifted on every task.
+        hist = self.history
+        extra = len(hist) - self.history_cap
+        if extra > 0:
             del hist[:extra]
             self.state.history_dropped += extra
 
@@ -493,6 +576,7 @@ class JobRun:
             errors=list(st.errors),
             shared_data=dict(st.shared_data),
             shared_log=list(st.shared_log),
+            execution_history=list(st.execution_history),
             pending=self._pending_list(include_running=True),
             buffers=self._buffer_list(),
         )
@@ -800,28 +884,34 @@ class Dispatcher:
                     return
 
     def _run_task(self, job: JobRun, task: Task) -> None:
-        nr, args, _ = task
+        # The inline hot path: kept flat on purpose (each call costs ~50 ns here).
+        nr = task[0]
         cn = nr.cn
-        rs = nr.rs
-        t0 = _perf()
         if cn.needs_context:
             _ctx.cur = (job, nr, nr.emit)
+        t0 = _perf()
         try:
-            cn.invoke(args, nr.emit)
+            cn.invoke(task[1], nr.emit)
         except Exception as exc:
             dt = _perf() - t0
+            if cn.needs_context:
+                _ctx.cur = None
+            rs = nr.rs
             rs.busy_time += dt
             rs.activations += 1
             job.record_task(nr, t0, dt, False)
             self._failed(job, task, exc)
             return
-        finally:
-            if cn.needs_context:
-                _ctx.cur = None
         dt = _perf() - t0
+        if cn.needs_context:
+            _ctx.cur = None
+        rs = nr.rs
         rs.activations += 1
         rs.busy_time += dt
-        job.record_task(nr, t0, dt, True)
+        hist = job.history
+        hist.append(TaskRecord(nr.name, job.wall0 + t0, dt, True))
+        if len(hist) > job.history_trim:
+            job.trim_history()
         job.release(nr)
 
     def _submit_ready(self, ring: deque[JobRun]) -> None:
@@ -1127,8 +1217,6 @@ class Dispatcher:
                 cb(job)
             except Exception as exc:
                 self._record_error(job, None, exc, 1)
-        for w in job.pause_waiters:
-            w.set()
         job.done.set()
 
     # -- control (dispatcher thread) -------------------------------------------------
