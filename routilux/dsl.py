@@ -489,17 +489,28 @@ def _item_type(ret: Any, is_async: bool) -> Any:
     return Any
 
 
+class _ThreadLoop:
+    """The event loop of one thread; closed when the thread ends (its thread-local dies)."""
+
+    __slots__ = ("loop",)
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def __del__(self) -> None:
+        self.loop.close()
+
+
 _loops = threading.local()
 
 
 def _run_coroutine(coro: cabc.Coroutine[Any, Any, Any]) -> Any:
     # One event loop per worker thread, reused across activations: asyncio.run() would
     # build and tear down a loop per task.
-    loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = asyncio.new_event_loop()
-        _loops.loop = loop
-    return loop.run_until_complete(coro)
+    holder: _ThreadLoop | None = getattr(_loops, "holder", None)
+    if holder is None:
+        holder = _loops.holder = _ThreadLoop()
+    return holder.loop.run_until_complete(coro)
 
 
 async def _drain_async(agen: cabc.AsyncIterator[Any], emit: Callable[[str, Any], None]) -> None:

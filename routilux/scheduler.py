@@ -254,6 +254,7 @@ class JobRun:
         "history_trim",
         "in_ring",
         "inflight",
+        "journal",
         "live_emits",
         "nodes",
         "on_error",
@@ -267,8 +268,8 @@ class JobRun:
         "t0_wall",
         "tasks",
         "timeout",
+        "waiting",
         "wall0",
-        "journal",
     )
 
     def __init__(
@@ -307,6 +308,7 @@ class JobRun:
         self.timeout: float | None = None
         self.restored: list[Task] = []
         self.journal: Any = None
+        self.waiting: dict[int, Task] = {}  # retries waiting on a timer, by timer seq
         # NodeRuns are made on first touch: a job that visits 3 nodes of 300 pays for 3.
         self.nodes: list[NodeRun | None] = [None] * len(compiled.nodes)
         self.coll_active = [0] * compiled.n_colls
@@ -1105,8 +1107,10 @@ class Dispatcher:
         if decision.action == "retry":
             nr.rs.retries += 1
 
-            # The activation stays in flight (counted) while it waits for its retry.
+            # The activation stays in flight (counted) while it waits for its retry;
+            # pause and cancel take it out of the timer heap (see _drain).
             def again() -> None:
+                job.waiting.pop(seq, None)
                 if job.finished or not job.accepting:
                     job.state.pending.append(
                         PendingTask(node=nr.name, args=list(args), attempt=attempt + 1)
@@ -1118,7 +1122,8 @@ class Dispatcher:
                     job.in_ring = True
                     self.ring.append(job)
 
-            self.after(decision.delay, again)
+            seq = self.after(decision.delay, again)
+            job.waiting[seq] = (nr, args, attempt + 1)
             return
         if decision.action == "stop":
             job.state.pending.append(PendingTask(node=nr.name, args=list(args), attempt=attempt))
@@ -1156,6 +1161,9 @@ class Dispatcher:
 
     def _drain(self, job: JobRun, keep: bool) -> None:
         job.accepting = False
+        for seq in list(job.waiting):
+            self.cancel_timer(seq)
+            job.tasks.append(job.waiting.pop(seq))
         while job.tasks:
             nr, args, attempt = job.tasks.popleft()
             if keep:
