@@ -4,13 +4,20 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+CLUSTER_STAMP := $(VENV)/.installed-cluster
+
+.PHONY: demo test test-cluster lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The cluster extras (Ray, Dask: about 30 s to install) only for the cluster tests.
+$(CLUSTER_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray,dask]'
+	touch $(CLUSTER_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python examples/quickstart.py
@@ -20,6 +27,9 @@ test: $(STAMP) pytest typecheck lint
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+test-cluster: $(CLUSTER_STAMP)
+	$(BIN)/python -m pytest -q -m cluster
+
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy
 
@@ -27,8 +37,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check routilux tests examples benchmarks
 	$(BIN)/ruff format --check routilux tests examples benchmarks
 
-bench: $(STAMP)
+bench: $(CLUSTER_STAMP)
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.bench_executors
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .routilux

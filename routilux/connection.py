@@ -19,7 +19,7 @@ class Connection:
         source: The emitting event (the un-mapped root event).
         target: The receiving slot.
         transform: The composed ``map`` functions applied to each value, if any.
-        param_mapping: Classic dict renaming (``{"target_key": "source_key"}``), if any.
+        param_mapping: Classic dict renaming (``{"event_key": "slot_key"}``, 0.10's direction), if any.
     """
 
     __slots__ = ("param_mapping", "source", "target", "transform")

@@ -13,6 +13,11 @@ This docstring is the routine contract (docs/semantics.md has the rules with exa
   generator's item type (one ``result`` emit per ``yield``), or a parameter whose
   type is an :class:`Outputs` subclass (several named events, injected, not a slot).
   ``async def`` routines are awaited; their ``result`` has the awaited type.
+* A parameter whose type is a :class:`State` subclass is the node's per-job state,
+  injected (not a slot): the first activation in a job gets ``Cls()``, each next one
+  what the previous left. It is kept in the job (``RoutineState.state``, as the
+  Struct's fields), so it is snapshotted and crosses to process and cluster workers.
+  A stateful routine runs one activation per job at a time (``concurrency=1``).
 * Definition errors — ``*args``/``**kwargs``, names starting with ``_``, a slot named
   like an event or like a node attribute, an ``Outputs`` routine that returns a
   value — raise :class:`~routilux.errors.DefinitionError` at decoration time.
@@ -30,6 +35,8 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Generic, ParamSpec, TypeVar
+
+import msgspec
 
 from .errors import DefinitionError, ValidationError
 from .event import Event
@@ -50,6 +57,7 @@ __all__ = [
     "Outputs",
     "Reduce",
     "RoutineDef",
+    "State",
     "routine",
 ]
 
@@ -78,6 +86,11 @@ _LATEST = _LatestMarker()
 
 #: ``x: Latest[T]``: the newest value replaces an unconsumed one and stays for later runs.
 Latest = Annotated[T, _LATEST]
+Latest.__doc__ = """``x: Latest[T]``: an override slot (routilux's "override" merge strategy).
+
+A new value replaces an unconsumed one, and the value stays (sticky) for later
+activations: a config input for a stream.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +184,45 @@ class Outputs:
         out = cls.__new__(cls)
         out._emit = emit
         return out
+
+
+# -- per-job routine state ---------------------------------------------------------
+
+
+class State(msgspec.Struct, kw_only=True):
+    """Base class of a routine's per-job state: a msgspec Struct whose fields all have defaults.
+
+    A routine parameter annotated with a ``State`` subclass receives the node's state in
+    the current job (``Cls()`` at first); changes made by an activation that returns
+    normally are kept for the next one. Fields must be msgspec-encodable.
+    """
+
+
+_state_now = threading.local()
+
+
+def _stateful(inner: Invoke, cls: type[State]) -> Invoke:
+    """Wrap ``inner`` so it loads the node's state before the call and stores it after."""
+    from .scheduler import current_task
+
+    def invoke(args: tuple[Any, ...], emit: Callable[[str, Any], None]) -> None:
+        cur = current_task()
+        if cur is None:
+            msg = f"State of `{cls.__qualname__}` is only available inside a running job"
+            raise RuntimeError(msg)
+        # One activation of a stateful node per job runs at a time (concurrency=1), so
+        # the running activation owns the node's state until it returns.
+        rs = cur[1].rs
+        state = msgspec.convert(rs.state, cls) if rs.state else cls()
+        prev = getattr(_state_now, "value", None)
+        _state_now.value = state
+        try:
+            inner(args, emit)
+        finally:
+            _state_now.value = prev
+        rs.state = msgspec.to_builtins(state)
+
+    return invoke
 
 
 # -- routines and nodes --------------------------------------------------------------
@@ -281,6 +333,7 @@ def routine(
     concurrency: int = 1,
     on_error: Any = None,
     timeout: float | None = None,
+    placement: str = "executor",
 ) -> RoutineDef[P, R]:
     """Turn a function into a node type; see the module docstring for the contract.
 
@@ -292,6 +345,9 @@ def routine(
         concurrency: Activations of one job that may run at once on one node.
         on_error: The error policy for this routine (default: the flow's).
         timeout: Per-activation timeout in seconds.
+        placement: ``"executor"`` (default: wherever the flow's executor runs tasks) or
+            ``"local"`` (always in the dispatcher's process, on a thread; for routines that
+            hold process-local resources or take values msgspec cannot encode).
 
     Raises:
         DefinitionError: the signature cannot be a node type; the message names the
@@ -307,6 +363,7 @@ def routine(
             concurrency=concurrency,
             on_error=on_error,
             timeout=timeout,
+            placement=placement,
             localns=localns,
         )
         return RoutineDef(f, spec)
@@ -326,6 +383,7 @@ def build_spec(
     concurrency: int = 1,
     on_error: Any = None,
     timeout: float | None = None,
+    placement: str = "executor",
     localns: dict[str, Any] | None = None,
 ) -> RoutineSpec:
     """Derive a :class:`RoutineSpec` from a function (once, at decoration time)."""
@@ -339,6 +397,9 @@ def build_spec(
         raise DefinitionError(msg)
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         msg = f"{where}: timeout must be a positive number of seconds, got {timeout!r}"
+        raise DefinitionError(msg)
+    if placement not in ("executor", "local"):
+        msg = f'{where}: placement must be "executor" or "local", got {placement!r}'
         raise DefinitionError(msg)
     try:
         hints = typing.get_type_hints(fn, localns=localns, include_extras=True)
@@ -363,6 +424,7 @@ def build_spec(
     slots: list[SlotSpec] = []
     shape: list[tuple[str, str]] = []  # (role, name): role is "slot", "out" or "kw"
     outputs_cls: type[Outputs] | None = None
+    state_cls: type[State] | None = None
     for p in sig.parameters.values():
         if p.kind is p.VAR_POSITIONAL or p.kind is p.VAR_KEYWORD:
             star = "*" if p.kind is p.VAR_POSITIONAL else "**"
@@ -381,6 +443,21 @@ def build_spec(
                 raise DefinitionError(msg)
             outputs_cls = hint
             shape.append(("out" if p.kind is not p.KEYWORD_ONLY else "kwout", p.name))
+            continue
+        if isinstance(hint, type) and issubclass(hint, State):
+            if state_cls is not None:
+                msg = f"{where}: parameter `{p.name}` is a second State parameter; use one"
+                raise DefinitionError(msg)
+            if concurrency != 1:
+                msg = f"{where}: a routine with State runs one activation per job at a time; remove concurrency={concurrency}"
+                raise DefinitionError(msg)
+            try:
+                hint()
+            except TypeError as exc:
+                msg = f"{where}: State class `{hint.__qualname__}` needs a default for every field ({exc})"
+                raise DefinitionError(msg) from exc
+            state_cls = hint
+            shape.append(("state" if p.kind is not p.KEYWORD_ONLY else "kwstate", p.name))
             continue
         if p.name in NODE_ATTRIBUTES:
             msg = (
@@ -404,6 +481,12 @@ def build_spec(
             raise DefinitionError(msg)
         events.extend(outputs_cls.__events__)
     if is_gen or is_async_gen:
+        if any(e.name == "result" for e in events):
+            msg = (
+                f"{where}: event `result` is declared twice (the generator's items and "
+                "Outputs field `result`); rename the field"
+            )
+            raise DefinitionError(msg)
         events.insert(0, EventSpec("result", _item_type(ret, is_async_gen)))
     elif outputs_cls is None and ret is not type(None) and ret is not None:
         events.append(EventSpec("result", ret))
@@ -422,6 +505,8 @@ def build_spec(
             raise DefinitionError(msg)
 
     invoke = _compile_invoke(fn, kind, shape, outputs_cls, has_result="result" in event_names)
+    if state_cls is not None:
+        invoke = _stateful(invoke, state_cls)
     return RoutineSpec(
         name=rname,
         slots=tuple(slots),
@@ -431,9 +516,11 @@ def build_spec(
         concurrency=concurrency,
         on_error=on_error,
         timeout=timeout,
+        placement=placement,
         ref=f"{fn.__module__}:{fn.__qualname__}",
         doc=inspect.getdoc(fn) or "",
         target=fn,
+        state=state_cls,
     )
 
 
@@ -507,10 +594,33 @@ _loops = threading.local()
 def _run_coroutine(coro: cabc.Coroutine[Any, Any, Any]) -> Any:
     # One event loop per worker thread, reused across activations: asyncio.run() would
     # build and tear down a loop per task.
+    if asyncio._get_running_loop() is not None:
+        return _run_on_helper_thread(coro)
     holder: _ThreadLoop | None = getattr(_loops, "holder", None)
     if holder is None:
         holder = _loops.holder = _ThreadLoop()
     return holder.loop.run_until_complete(coro)
+
+
+def _run_on_helper_thread(coro: cabc.Coroutine[Any, Any, Any]) -> Any:
+    # This thread already runs an event loop (``flow.run`` called from async code runs
+    # inline tasks on the caller's thread), and a loop cannot be nested: run the
+    # coroutine to completion on a short-lived thread of its own.
+    box: list[tuple[bool, Any]] = []
+
+    def target() -> None:
+        try:
+            box.append((True, asyncio.run(coro)))
+        except BaseException as exc:
+            box.append((False, exc))
+
+    helper = threading.Thread(target=target, name="routilux-async", daemon=True)
+    helper.start()
+    helper.join()
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value
 
 
 async def _drain_async(agen: cabc.AsyncIterator[Any], emit: Callable[[str, Any], None]) -> None:
@@ -548,6 +658,10 @@ def _compile_invoke(
                     kw[pname] = next(it)
                 elif role == "out":
                     pos.append(out_cls._bind(emit))  # type: ignore[union-attr]
+                elif role == "state":
+                    pos.append(_state_now.value)
+                elif role == "kwstate":
+                    kw[pname] = _state_now.value
                 else:
                     kw[pname] = out_cls._bind(emit)  # type: ignore[union-attr]
             return fn(*pos, **kw)

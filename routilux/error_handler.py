@@ -115,6 +115,7 @@ class ErrorHandler:
         retryable_exceptions: Exception types worth retrying.
         is_critical: A critical routine's exhausted retries fail the job even when a
             flow-level handler would continue.
+        retry_backoff: routilux 0.10's name for ``backoff_multiplier`` (wins when given).
     """
 
     def __init__(
@@ -125,7 +126,11 @@ class ErrorHandler:
         backoff_multiplier: float = 2.0,
         retryable_exceptions: tuple[type[BaseException], ...] | None = None,
         is_critical: bool = False,
+        *,
+        retry_backoff: float | None = None,
     ) -> None:
+        if retry_backoff is not None:
+            backoff_multiplier = retry_backoff
         try:
             self.strategy = ErrorStrategy(strategy)
         except ValueError:
@@ -152,6 +157,11 @@ class ErrorHandler:
                 )
             return Decision("stop")
         return Decision("stop")
+
+    @property
+    def retry_backoff(self) -> float:
+        """routilux 0.10's name for ``backoff_multiplier``."""
+        return self.backoff_multiplier
 
     def reset(self) -> None:
         """Forget the retry count (0.10 API)."""

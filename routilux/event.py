@@ -66,16 +66,17 @@ class Event(Generic[T_co]):
         """
         from .slot import Slot as _Slot
 
-        if not isinstance(slot, _Slot):
-            if isinstance(slot, Event):
+        target: object = slot  # untyped callers can pass anything; say what they passed
+        if not isinstance(target, _Slot):
+            if isinstance(target, Event):
                 msg = (
-                    f"Cannot connect `{self.qualname}` to event `{slot.qualname}`: "
+                    f"Cannot connect `{self.qualname}` to event `{target.qualname}`: "
                     "the right of `>>` must be a slot"
                 )
             else:
                 msg = (
-                    f"Cannot connect `{self.qualname}` to {type(slot).__name__} "
-                    f"{slot!r}: the right of `>>` must be a slot"
+                    f"Cannot connect `{self.qualname}` to {type(target).__name__} "
+                    f"{target!r}: the right of `>>` must be a slot"
                 )
             raise WiringError(msg)
         return self.node.flow._connect(self, slot)

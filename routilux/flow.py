@@ -9,22 +9,25 @@ Both doors are the same methods on the same engine.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from ._classic_flow import ClassicFlowMixin
+from .checkpoint import CheckpointPolicy, attach, check_resume, flow_fingerprint
 from .errors import StateError, ValidationError, WiringError
 from .event import Event
 from .graph import CompiledFlow
 from .job_state import JobState, JobStatus, new_id
 from .node import NodeBase, RoutineStats
-from .scheduler import Dispatcher, Job, JobRun
+from .scheduler import Dispatcher, Job, JobRun, inside_job
 from .slot import RunInput, Slot
+from .spec import Policy, SlotSpec
 from .typecheck import is_assignable, type_name
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .stores import JobStore
 
 __all__ = ["Flow"]
 
@@ -46,6 +49,9 @@ class Flow(ClassicFlowMixin):
         on_error: The default error policy for routines that set none (``Stop()``).
         history_limit: Task records kept per job (older ones are counted, not kept).
         output_limit: Values kept per terminal output key (more are counted, not kept).
+        worker_attempts: With an executor that runs tasks in other processes, how many
+            times an activation runs when its worker dies under it before the job fails
+            (docs/scale-out.md).
     """
 
     _local = threading.local()
@@ -61,6 +67,7 @@ class Flow(ClassicFlowMixin):
         on_error: Any = None,
         history_limit: int = 1000,
         output_limit: int = 10_000,
+        worker_attempts: int = 3,
     ) -> None:
         self.flow_id = flow_id if flow_id is not None else new_id()
         if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
@@ -79,6 +86,10 @@ class Flow(ClassicFlowMixin):
         self.error_handler: Any = on_error
         self.history_limit = history_limit
         self.output_limit = output_limit
+        if not isinstance(worker_attempts, int) or worker_attempts < 1:
+            msg = f"Flow {self.flow_id!r}: worker_attempts must be a positive int, got {worker_attempts!r}"
+            raise ValueError(msg)
+        self.worker_attempts = worker_attempts
         self.nodes: dict[str, NodeBase] = {}
         self.connections: list[Connection] = []
         self._version = 0
@@ -87,7 +98,7 @@ class Flow(ClassicFlowMixin):
         self._dispatcher: Dispatcher | None = None
         self._lock = threading.RLock()
         self._totals: dict[str, list[float]] = {}
-        self._checked_inputs: dict[frozenset[tuple[str, str]], None] = {}
+        self._checked_inputs: dict[Any, None] = {}
 
     # -- building --------------------------------------------------------------------
 
@@ -219,7 +230,8 @@ class Flow(ClassicFlowMixin):
         """Every reason the flow cannot work as wired (empty when it can); see :meth:`validate`."""
         out: list[str] = []
         fed: set[tuple[str, str]] = set()
-        for inp in inputs:
+        given: tuple[object, ...] = inputs  # callers without a type checker pass anything
+        for inp in given:
             if not isinstance(inp, RunInput):
                 out.append(f"run input {inp!r} is not `node.slot(value)`")
                 continue
@@ -252,7 +264,7 @@ class Flow(ClassicFlowMixin):
                         f"(connect an event to it, give it a default, or pass "
                         f"`{cn.name}.{s.name}(value)` to run)"
                     )
-        out.extend(self._closed_cycles(compiled, fed))
+        out.extend(self._closed_cycles(compiled, fed, reach if inputs else None))
         return out
 
     def _downstream(self, names: set[str]) -> set[str]:
@@ -270,26 +282,53 @@ class Flow(ClassicFlowMixin):
                     stack.append(nxt)
         return seen
 
-    def _closed_cycles(self, compiled: CompiledFlow, fed: set[tuple[str, str]]) -> list[str]:
+    def _closed_cycles(
+        self,
+        compiled: CompiledFlow,
+        fed: set[tuple[str, str]],
+        reach: set[str] | None,
+    ) -> list[str]:
+        # A cycle can start when one of its nodes can fire first: each of its required
+        # slots is fed from outside the cycle or by a run input. With run inputs, cycles
+        # the run does not reach are not its concern; without, a cycle that nothing
+        # outside feeds is an entry (run inputs start it), like an entry node.
         out: list[str] = []
         for comp in _sccs(compiled):
             if len(comp) == 1:
                 (only,) = comp
                 if only not in compiled.preds[only]:
                     continue
-            members = {compiled.nodes[i].name for i in comp}
-            way_in = False
-            for i in comp:
+            names = sorted(compiled.nodes[i].name for i in comp)
+            if reach is not None and not reach.intersection(names):
+                continue
+            fed_from_outside = any(
+                any(x not in comp for x in srcs)
+                for (dst, _si), srcs in compiled.producers.items()
+                if dst in comp
+            )
+            if reach is None and not fed_from_outside:
+                continue
+            inside_only: list[str] = []
+            can_start = False
+            for i in sorted(comp, key=lambda i: compiled.nodes[i].name):
                 cn = compiled.nodes[i]
-                for si, s in enumerate(cn.slot_specs):
-                    srcs = compiled.producers.get((i, si), set())
-                    if (cn.name, s.name) in fed or not srcs or any(x not in comp for x in srcs):
-                        way_in = True
-            if not way_in:
-                names = ", ".join(sorted(members))
+                blocked = [
+                    f"{cn.name}.{s.name}"
+                    for si, s in enumerate(cn.slot_specs)
+                    if s.required
+                    and (cn.name, s.name) not in fed
+                    and (srcs := compiled.producers.get((i, si), set()))
+                    and srcs <= comp
+                ]
+                if not blocked:
+                    can_start = True
+                    break
+                inside_only.extend(blocked)
+            if not can_start:
                 out.append(
-                    f"cycle {names} has no way in: every slot of it is fed only from "
-                    "inside the cycle, so it can never start"
+                    f"cycle {', '.join(names)} has no way in: each of its nodes waits on a "
+                    f"required slot fed only from inside the cycle ({', '.join(inside_only)}); "
+                    "feed one of them from outside the cycle or pass it as a run input"
                 )
         return out
 
@@ -313,9 +352,9 @@ class Flow(ClassicFlowMixin):
         ids = {name: f"n{i}" for i, name in enumerate(self.nodes)}
         for name, node in self.nodes.items():
             spec = node.spec
-            ins = "<br/>".join(f"▸ {s.name}: {_mm(type_name(s.type))}" for s in spec.slots)
+            ins = "<br/>".join(f"▸ {_mm(_slot_label(s))}" for s in spec.slots)
             outs = "<br/>".join(f"{e.name}: {_mm(type_name(e.type))} ▸" for e in spec.events)
-            body = "<br/>".join(x for x in (f"<b>{name}</b>", ins, outs) if x)
+            body = "<br/>".join(x for x in (f"<b>{_mm(name)}</b>", ins, outs) if x)
             lines.append(f'    {ids[name]}["{body}"]')
         for c in self.connections:
             label = f"{c.source.name} → {c.target.name}"
@@ -337,25 +376,28 @@ class Flow(ClassicFlowMixin):
         return disp
 
     def _check_inputs(self, compiled: CompiledFlow, inputs: tuple[RunInput, ...]) -> None:
-        key = frozenset(
-            (i.slot.node.node_name, i.slot.name) if isinstance(i, RunInput) else ("?", repr(i))
-            for i in inputs
-        )
-        if key in self._checked_inputs and all(
-            self.nodes.get(i.slot.node.node_name) is i.slot.node for i in inputs
-        ):
+        # Keyed by the Slot objects themselves: the cache is cleared whenever the graph
+        # changes (see _compile), so a slot seen before is still a slot of this flow.
+        try:
+            key: Any = frozenset([i.slot for i in inputs])
+        except AttributeError:
+            key = None
+        if key is not None and key in self._checked_inputs:
             return
         found = self.problems(*inputs)
         if found:
             msg = f"Cannot run flow {self.flow_id!r}:\n" + "\n".join(f"- {p}" for p in found)
             raise ValidationError(msg)
-        self._checked_inputs[key] = None
+        if key is not None:
+            self._checked_inputs[key] = None
 
     def start(
         self,
         *inputs: RunInput,
         job_id: str | None = None,
         timeout: float | None = None,
+        store: JobStore | None = None,
+        checkpoint: CheckpointPolicy | None = None,
     ) -> Job:
         """Start a job fed with ``inputs`` (each ``node.slot(value)``) and return at once.
 
@@ -363,10 +405,14 @@ class Flow(ClassicFlowMixin):
             inputs: Values to deliver when the job starts, in order.
             job_id: The job's id (default: a random one).
             timeout: Seconds after which the job fails (default: ``execution_timeout``).
+            store: Where the job's checkpoints go (see ``docs/durability.md``).
+            checkpoint: ``"manual"``, ``"on_pause"`` (the default with a store) or
+                ``"every_task"`` (a journal record per finished task: survives ``kill -9``).
 
         Raises:
             ValidationError: the inputs name nodes outside this flow, or leave a
                 required slot of a node they reach with nothing to feed it.
+            ValueError: an unknown checkpoint policy, or one that writes with no store.
         """
         compiled = self._compile()
         self._check_inputs(compiled, inputs)
@@ -375,23 +421,35 @@ class Flow(ClassicFlowMixin):
             job_id=job_id if job_id is not None else new_id(),
             history_limit=self.history_limit,
             output_limit=self.output_limit,
+            fingerprint=flow_fingerprint(compiled),
         )
         run = self._new_run(compiled, state, timeout)
+        if store is not None or checkpoint is not None:
+            attach(run, store, checkpoint)
         run.dispatcher.submit(run, list(inputs), resumed=False)
         return Job(self, run)
 
     def _new_run(self, compiled: CompiledFlow, state: JobState, timeout: float | None) -> JobRun:
-        run = JobRun(self._get_dispatcher(), compiled, state, self.error_handler)
+        disp = self._get_dispatcher()
+        if disp.remote is not None:
+            disp.remote.check(compiled)  # before anything is submitted
+        run = JobRun(disp, compiled, state, self.error_handler)
         run.timeout = timeout if timeout is not None else self.execution_timeout
         return run
 
     def run(
-        self, *inputs: RunInput, timeout: float | None = None, job_id: str | None = None
+        self,
+        *inputs: RunInput,
+        timeout: float | None = None,
+        job_id: str | None = None,
+        store: JobStore | None = None,
+        checkpoint: CheckpointPolicy | None = None,
     ) -> JobState:
         """Run a job to the end and return its state (``completed``, ``failed`` …).
 
         A job that runs past ``timeout`` seconds is failed with a ``JobTimeoutError``
-        recorded in its state; ``run`` returns that state.
+        recorded in its state; ``run`` returns that state. ``store`` and ``checkpoint``
+        are as for :meth:`start`.
         """
         compiled = self._compile()
         self._check_inputs(compiled, inputs)
@@ -400,8 +458,11 @@ class Flow(ClassicFlowMixin):
             job_id=job_id if job_id is not None else new_id(),
             history_limit=self.history_limit,
             output_limit=self.output_limit,
+            fingerprint=flow_fingerprint(compiled),
         )
         run = self._new_run(compiled, state, timeout)
+        if store is not None or checkpoint is not None:
+            attach(run, store, checkpoint)
         run.dispatcher.run_here(run, list(inputs), resumed=False)
         run.done.wait()
         return state
@@ -435,6 +496,8 @@ class Flow(ClassicFlowMixin):
         if reason:
             state.shared_log.append({"event": "pause", "reason": reason})
         run.dispatcher.call(lambda: run.dispatcher.request_pause(run))
+        if _inside(run):
+            return state  # called from the job's own task: waiting here would deadlock
         return Job(self, run).wait(timeout)
 
     def cancel(self, state: JobState, reason: str = "", timeout: float | None = None) -> JobState:
@@ -455,17 +518,40 @@ class Flow(ClassicFlowMixin):
             state.buffers = []
             return state
         run.dispatcher.call(lambda: run.dispatcher.request_cancel(run))
+        if _inside(run):
+            return state  # called from the job's own task: waiting here would deadlock
         return Job(self, run).wait(timeout)
 
-    def resume(self, state: JobState, timeout: float | None = None) -> JobState:
+    def resume(
+        self,
+        state: JobState,
+        timeout: float | None = None,
+        *,
+        store: JobStore | None = None,
+        checkpoint: CheckpointPolicy | None = None,
+        mapping: Mapping[str, str | None] | None = None,
+    ) -> JobState:
         """Continue a paused, failed, or restored job; return its live state.
 
-        The state may come from this process or from ``JobState.from_bytes`` in another.
-        Pending activations are run again and buffered values delivered; payloads are
-        converted back to each slot's declared type.
+        The state may come from this process, from ``JobState.from_bytes`` in another,
+        or from ``store.load(job_id)`` after a crash. Pending activations are run again
+        and buffered values delivered; payloads are converted back to each slot's
+        declared type.
+
+        Args:
+            state: The job's state.
+            timeout: Seconds after which the job fails (default: ``execution_timeout``).
+            store: Where the job's checkpoints go from now on.
+            checkpoint: The policy (default: the one the job was loaded with, else
+                ``"on_pause"`` with a store).
+            mapping: For a flow whose shape changed: ``{"old": "new"}`` renames a node
+                or ``"node.port"``; mapping one to itself accepts its new type; to
+                ``None`` drops its state.
 
         Raises:
             StateError: the job is running, completed or cancelled.
+            SnapshotError: the flow lost or retyped nodes or ports the job was started
+                with (the message lists them) and ``mapping`` does not account for it.
         """
         if state.live is not None:
             msg = f"Cannot resume job {state.job_id}: it is already running"
@@ -476,9 +562,12 @@ class Flow(ClassicFlowMixin):
         if state.flow_id != self.flow_id:
             state.shared_log.append({"event": "resume", "from_flow": state.flow_id})
         compiled = self._compile()
+        check_resume(state, compiled, self.flow_id, mapping)
         state.error = None
         state.finished_at = None
         run = self._new_run(compiled, state, timeout)
+        if store is not None or checkpoint is not None:
+            attach(run, store, checkpoint)
         run.dispatcher.submit(run, [], resumed=True)
         return state
 
@@ -534,6 +623,27 @@ class Flow(ClassicFlowMixin):
         return (
             f"<Flow {self.flow_id!r}: {len(self.nodes)} nodes, {len(self.connections)} connections>"
         )
+
+
+def _inside(run: JobRun) -> bool:
+    """Whether the calling thread is running one of ``run``'s tasks (a handler pausing its job)."""
+    return inside_job(run)
+
+
+def _slot_label(slot: SlotSpec) -> str:
+    """``name: Type`` with the policy spelled as the user wrote it (``Append[int]``…)."""
+    tp = type_name(slot.type)
+    if slot.policy is Policy.LATEST:
+        tp = f"Latest[{tp}]"
+    elif slot.policy is Policy.APPEND:
+        tp = f"Append[{tp}]" if slot.batch is None else f"Append[{tp}], Batch({slot.batch})"
+    elif slot.policy is Policy.REDUCE:
+        tp = f"Reduce[{tp}]"
+    elif slot.policy is Policy.MERGE:
+        tp = f"{tp} (merge)"
+    if not slot.required:
+        return f"{slot.name}: {tp} = {slot.default!r}"
+    return f"{slot.name}: {tp}"
 
 
 def _mm(text: str) -> str:

@@ -28,8 +28,8 @@ class CNode:
     """One node, compiled for the scheduler."""
 
     __slots__ = (
-        "concurrency",
         "coll_ids",
+        "concurrency",
         "desc_colls",
         "events",
         "fast",
@@ -41,6 +41,7 @@ class CNode:
         "offload",
         "out_keys",
         "policies",
+        "pool",
         "routes",
         "slot_specs",
         "spec",
@@ -66,7 +67,9 @@ class CNode:
         # (collection id, node index) of every collecting slot this node can feed.
         self.desc_colls: tuple[tuple[int, int], ...] = ()
         self.coll_ids: tuple[int, ...] = ()
-        self.needs_context = spec.kind == "classic"
+        # Stateful DSL routines find their node's state through the task context too.
+        self.pool: list[Any] = []  # recycled NodeRuns (scheduler.JobRun.recycle)
+        self.needs_context = spec.kind == "classic" or spec.state is not None
         # Activations with a timeout run off the dispatcher thread so they can be abandoned.
         self.offload = spec.timeout is not None
 

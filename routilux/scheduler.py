@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from .dsl import Append as _Append
     from .flow import Flow
     from .graph import CNode, CompiledFlow
+    from .remote import RemoteRunner
     from .slot import RunInput
 
 __all__ = ["Dispatcher", "Job", "JobRun", "current_task"]
@@ -63,6 +64,15 @@ _now = time.time
 
 _ctx = threading.local()
 _T = TypeVar("_T")
+
+
+def inside_job(run: JobRun) -> bool:
+    """Whether the calling thread is running one of ``run``'s tasks (any kind of routine)."""
+    return (
+        threading.get_ident() == run.dispatcher._ident
+        or getattr(_ctx, "job", None) is run
+        or getattr(_ctx, "cur", (None,))[0] is run
+    )
 
 
 def current_task() -> tuple[JobRun, NodeRun, Callable[[str, Any], None]] | None:
@@ -323,8 +333,36 @@ class JobRun:
             rs = rstates.get(cn.name)
             if rs is None:
                 rs = rstates[cn.name] = RoutineState()
-            nr = self.nodes[index] = NodeRun(self, cn, rs)
+            pool = cn.pool
+            if pool:
+                nr = pool.pop()
+                nr.job = self
+                nr.rs = rs
+            else:
+                nr = NodeRun(self, cn, rs)
+            self.nodes[index] = nr
         return nr
+
+    def recycle(self) -> None:
+        """Return this finished job's single-queue NodeRuns to their node's free list.
+
+        Making a NodeRun is about a third of a short job's cost; a finished job's are
+        reset (empty buffer, nothing in flight) and reused by the next job. Only the
+        dispatcher thread makes and recycles them. Tasks abandoned after a timeout still
+        hold theirs, but their emits and results are dropped by token (see _handle).
+        """
+        nodes = self.nodes
+        for i, nr in enumerate(nodes):
+            if nr is None:
+                continue
+            nodes[i] = None
+            q0 = nr.q0
+            if q0 is None or nr.inflight:
+                continue
+            q0.clear()
+            pool = nr.cn.pool
+            if len(pool) < 32:
+                pool.append(nr)
 
     def node_run(self, name: str) -> NodeRun | None:
         """The NodeRun of the node called ``name``, or ``None`` if the flow has no such node."""
@@ -375,12 +413,17 @@ class JobRun:
             spec = nr.cn.slot_specs[si]
             merge = spec.merge
             assert merge is not None
-            if buf.has:
-                buf.value = merge(buf.value, value)
-            elif spec.initial is not spec.NO_DEFAULT:
-                buf.value = merge(_fresh_initial(spec.initial), value)
-            else:
-                buf.value = merge(None, value) if pol is Policy.MERGE else value
+            try:
+                if buf.has:
+                    buf.value = merge(buf.value, value)
+                elif spec.initial is not spec.NO_DEFAULT:
+                    buf.value = merge(_fresh_initial(spec.initial), value)
+                else:
+                    buf.value = value
+            except Exception as exc:
+                # The fold is the receiving node's: fail the job there, not in the emitter.
+                self.dispatcher.fold_failed(nr, exc)
+                return
             if not buf.has and pol is Policy.REDUCE:
                 self.arm(nr)
             buf.has = buf.fresh = True
@@ -726,6 +769,18 @@ class Dispatcher:
         self.work: SimpleQueue[tuple[JobRun, Task, int] | None] = SimpleQueue()
         self._loops = 0
         self._loops_ok = executor is None or isinstance(executor, ThreadPoolExecutor)
+        # Tasks of jobs with a deadline: a worker loop blocked in one the deadline abandoned
+        # stops being counted (so _submit starts another) and exits once the task returns.
+        self._stuck_lock = threading.Lock()
+        self._stuck_loops: set[int] = set()  # abandoned, still running on a loop
+        self._returned: set[int] = set()  # returned, DONE not handled yet
+        # Any other executor may run tasks in other processes: it gets the remote path
+        # (routilux/remote.py), one importable function and msgspec bytes per activation.
+        self.remote: RemoteRunner | None = None
+        if executor is not None and not self._loops_ok:
+            from .remote import RemoteRunner
+
+            self.remote = RemoteRunner(self, executor, getattr(flow, "worker_attempts", 3))
         self._ident: int | None = None
         self._token = itertools.count()
 
@@ -818,10 +873,11 @@ class Dispatcher:
                     self._hand_off()
                     return
                 if ring:
-                    if self.inline:
+                    if not self.inline:
+                        self._submit_ready(ring)
+                    elif not self.running:  # else wait for the offloaded task (one at a time)
                         self._run_inline(inbox, ring, until)
                         continue
-                    self._submit_ready(ring)
                 timeout = None
                 if self._timers:
                     timeout = max(0.0, self._timers[0][0] - _perf())
@@ -873,8 +929,11 @@ class Dispatcher:
             else:
                 ring.popleft()
                 job.in_ring = False
-            if task[0].cn.offload:
+            if task[0].cn.offload or job.timeout is not None:
+                # A task that may time out runs off this thread, so the deadline can fire
+                # while it blocks; the loop waits for it before running anything else.
                 self._submit(job, task, aux=True)
+                return
             else:
                 run(job, task)
             if until is not None and until.finished:
@@ -915,6 +974,8 @@ class Dispatcher:
         if len(hist) > job.history_trim:
             job.trim_history()
         job.release(nr)
+        if job.journal is not None:
+            job.journal.task_end(task)
 
     def _submit_ready(self, ring: deque[JobRun]) -> None:
         while ring and self.running < self.max_workers:
@@ -952,8 +1013,14 @@ class Dispatcher:
         timeout = nr.cn.spec.timeout
         if timeout is not None:
             self.after(timeout, lambda: self._timed_out(job, token, timeout))
-        if aux or not self._loops_ok:
-            self._executor_for(aux).submit(self._work, job, task, token)
+        # A task that may be abandoned after its timeout must not hold a worker loop: the
+        # loop would stay blocked in it and the work queued behind it would never run.
+        abandonable = timeout is not None and self._loops_ok
+        if aux or not self._loops_ok or abandonable:
+            if self.remote is not None and not aux:
+                self.remote.submit(job, task, token)
+                return
+            self._executor_for(aux or abandonable).submit(self._work, job, task, token)
             return
         # Thread executors get long-lived worker loops fed by a queue: one submit per
         # loop instead of one Future per task.
@@ -969,14 +1036,15 @@ class Dispatcher:
             item = get()
             if item is None:
                 return
-            work(*item)
+            if work(*item):
+                return  # abandoned at its job's deadline: this loop was replaced
 
     def _stop_loops(self) -> None:
         for _ in range(self._loops):
             self.work.put(None)
         self._loops = 0
 
-    def _work(self, job: JobRun, task: Task, token: int) -> None:
+    def _work(self, job: JobRun, task: Task, token: int) -> bool:
         nr, args, _ = task
         cn = nr.cn
         exc: BaseException | None = None
@@ -988,14 +1056,26 @@ class Dispatcher:
         t0 = _perf()
         if cn.needs_context:
             _ctx.cur = (job, nr, emit)
+        # Lets flow.pause/cancel called from this task see it must not wait for itself.
+        _ctx.job = job
         try:
             cn.invoke(args, emit)
         except BaseException as e:
             exc = e
         finally:
+            _ctx.job = None
             if cn.needs_context:
                 _ctx.cur = None
+        leave = False
+        if job.timeout is not None:
+            with self._stuck_lock:
+                if token in self._stuck_loops:
+                    self._stuck_loops.discard(token)
+                    leave = True
+                else:
+                    self._returned.add(token)
         self.inbox.put((_DONE, job, token, exc, t0, _perf() - t0))
+        return leave
 
     def _handle(self, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
@@ -1003,6 +1083,9 @@ class Dispatcher:
             nr = msg[1]
             if msg[5] not in msg[4].running:
                 return  # the task was abandoned after a timeout: its emits are dropped
+            if msg[4].journal is not None:
+                msg[4].journal.hold(msg)  # applied when the task ends: one record per task
+                return
             try:
                 nr._emit_inline(msg[2], msg[3])
             except Exception as exc:
@@ -1011,9 +1094,15 @@ class Dispatcher:
             _, job, token, failure, t0, dt = msg
             task = job.running.pop(token, None)
             if task is None:
+                if job.timeout is not None:
+                    self._returned.discard(token)
                 return  # abandoned after a timeout; its late result is dropped
             self.running -= 1
+            if job.timeout is not None:
+                self._returned.discard(token)
             nr = task[0]
+            if job.journal is not None:
+                job.journal.release_held(token)
             nr.rs.activations += 1
             nr.rs.busy_time += dt
             job.record_task(nr, t0, dt, failure is None)
@@ -1021,10 +1110,19 @@ class Dispatcher:
                 self._failed(job, task, failure)
             else:
                 job.release(nr)
+                if job.journal is not None:
+                    job.journal.task_end(task)
         elif kind == _START:
             self._start(msg[1], msg[2], msg[3])
         else:
             msg[1]()
+
+    def fold_failed(self, nr: NodeRun, exc: Exception) -> None:
+        """A ``Reduce`` fold raised while a value was delivered to ``nr``: fail the job."""
+        job = nr.job
+        record = self._record_error(job, nr, exc, 1)
+        if not job.finished and not job.failing:
+            self._stop(job, record)
 
     def _emit_failed(self, nr: NodeRun, exc: Exception) -> None:
         # Pool mode: the emitting task is still running; fail the job at once.
@@ -1082,12 +1180,16 @@ class Dispatcher:
             si = nr.cn.spec.slot_index[inp.slot.name]
             job.deliver(nr, si, inp.value)
             touched.append(nr)
+        if job.failing:
+            return  # delivering an input failed the job (a Reduce fold raised)
         job.accepting = True
         for nr, args, attempt in job.restored:
             job.form(nr, args, attempt)
         job.restored = []
         for nr in job.touched() if resumed else touched:
             job.activate(nr)
+        if job.journal is not None:
+            job.journal.started()
         if job.inflight == 0:
             job.idle()
 
@@ -1129,6 +1231,8 @@ class Dispatcher:
             job.state.pending.append(PendingTask(node=nr.name, args=list(args), attempt=attempt))
             self._stop(job, record)
         job.release(nr)
+        if job.journal is not None and not job.failing:
+            job.journal.task_end(task, failed=True)
 
     def _record_error(
         self, job: JobRun, nr: NodeRun | None, exc: BaseException, attempt: int
@@ -1219,12 +1323,16 @@ class Dispatcher:
             with contextlib.suppress(ValueError):
                 self.ring.remove(job)
             job.in_ring = False
-        st._run = None  # type: ignore[attr-defined]
         for cb in job.on_finish:
             try:
                 cb(job)
             except Exception as exc:
                 self._record_error(job, None, exc, 1)
+        if status is not JobStatus.PAUSED:
+            job.recycle()
+        # Detached only after the callbacks (e.g. a store's final write): flow.wait(state)
+        # returns once `state.live` is None, and must not return before they are done.
+        st._run = None  # type: ignore[attr-defined]
         job.done.set()
 
     # -- control (dispatcher thread) -------------------------------------------------
@@ -1254,6 +1362,20 @@ class Dispatcher:
         exc = JobTimeoutError(f"Job {job.state.job_id} ran past its timeout of {timeout:g} s")
         record = self._record_error(job, None, exc, 1)
         self._stop(job, record)
+        # The job ends at its deadline: running activations are abandoned (kept as pending
+        # for a resume; their late emits and results are dropped, see _handle).
+        for token in list(job.running):
+            nr, args, attempt = job.running.pop(token)
+            self.running -= 1
+            if not self.inline and self._loops_ok and nr.cn.spec.timeout is None:
+                with self._stuck_lock:
+                    if token in self._returned:
+                        self._returned.discard(token)  # its loop has already moved on
+                    else:
+                        self._stuck_loops.add(token)  # the loop leaves when it returns
+                        self._loops -= 1
+            job.state.pending.append(PendingTask(node=nr.name, args=list(args), attempt=attempt))
+            job.release(nr)
 
     def _timed_out(self, job: JobRun, token: int, timeout: float) -> None:
         task = job.running.pop(token, None)

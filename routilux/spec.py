@@ -91,6 +91,9 @@ class RoutineSpec:
         concurrency: How many activations of one job may run at once on one node.
         on_error: The routine's error policy, or ``None`` to use the flow's.
         timeout: Per-activation timeout in seconds, or ``None``.
+        placement: ``"executor"`` (run on the flow's executor, the default) or ``"local"``
+            (always run in the dispatcher's process, even when the executor is remote).
+        state: The routine's per-job state class (a ``routilux.State`` Struct), or ``None``.
         ref: ``module:qualname`` of the user's definition, for messages and stubs.
         doc: The user's docstring.
         target: The user's function or class.
@@ -104,6 +107,8 @@ class RoutineSpec:
     concurrency: int = 1
     on_error: Any = None
     timeout: float | None = None
+    placement: str = "executor"
+    state: Any = None
     ref: str = ""
     doc: str = ""
     target: Any = None

@@ -67,7 +67,8 @@ def is_assignable(src: Any, dst: Any) -> bool:
     if getattr(dst_origin, "_is_protocol", False):
         return True
     if not issubclass(src_origin, dst_origin):
-        return src_origin in _PROMOTIONS.get(dst_origin, ())
+        # bool (an int) promotes too: mypy accepts bool where float is expected.
+        return any(issubclass(src_origin, p) for p in _PROMOTIONS.get(dst_origin, ()))
     return _args_assignable(src, dst, dst_origin)
 
 

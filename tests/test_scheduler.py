@@ -1,0 +1,229 @@
+"""The dispatcher: executors, inline mode, no polling, prompt waits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from routilux import Append, Flow, JobStatus, routine
+
+
+@routine
+def numbers(n: int) -> Iterator[int]:
+    yield from range(n)
+
+
+def _thread_recorder() -> tuple[list[tuple[str, int, str]], object, object]:
+    seen: list[tuple[str, int, str]] = []
+    lock = threading.Lock()
+
+    @routine
+    def left(x: int) -> int:
+        with lock:
+            t = threading.current_thread()
+            seen.append(("left", t.ident or 0, t.name))
+        return x
+
+    @routine
+    def right(x: int) -> int:
+        with lock:
+            t = threading.current_thread()
+            seen.append(("right", t.ident or 0, t.name))
+        return x
+
+    return seen, left, right
+
+
+def test_user_executor_runs_the_tasks() -> None:
+    seen, left, right = _thread_recorder()
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="mine") as pool:
+        with Flow("exec", executor=pool) as flow:
+            src, a, b = numbers(), left(), right()  # type: ignore[operator]
+            src.result >> a.x
+            src.result >> b.x
+        assert flow.execution_strategy == "concurrent"
+        state = flow.run(src.n(10), timeout=10)
+        assert state.status is JobStatus.COMPLETED
+        assert len(seen) == 20
+        assert {name.split("_")[0] for _, _, name in seen} == {"mine"}
+        flow.shutdown()
+        # The flow does not shut down an executor it was given: it still works.
+        assert pool.submit(lambda: 41 + 1).result(timeout=10) == 42
+        # And the flow can run again on it.
+        assert flow.run(src.n(2), timeout=10).status is JobStatus.COMPLETED
+
+
+def test_inline_mode_runs_every_activation_of_a_job_on_one_thread() -> None:
+    seen, left, right = _thread_recorder()
+    with Flow("inline", max_workers=1) as flow:
+        src, a, b = numbers(), left(), right()  # type: ignore[operator]
+        src.result >> a.x
+        src.result >> b.x
+    assert flow.execution_strategy == "sequential"
+    job = flow.start(src.n(10))
+    assert job.wait(10).status is JobStatus.COMPLETED
+    assert len(seen) == 20
+    assert len({ident for _, ident, _ in seen}) == 1
+    (name,) = {n for _, _, n in seen}
+    assert name.startswith("routilux-")
+    assert threading.current_thread().name != name
+
+
+def test_inline_mode_runs_one_task_at_a_time() -> None:
+    active = 0
+    peak = 0
+    lock = threading.Lock()
+
+    @routine(concurrency=8)
+    def work(x: int) -> int:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        with lock:
+            active -= 1
+        return x
+
+    with Flow("one", max_workers=1) as flow:
+        src, w = numbers(), work()
+        src.result >> w.x
+    assert flow.run(src.n(50)).status is JobStatus.COMPLETED
+    assert peak == 1
+
+
+def _new_routilux_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("routilux-") and t not in before]
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_dispatcher_thread_exits_when_idle(workers: int) -> None:
+    before = set(threading.enumerate())
+
+    @routine
+    def collect(values: Append[int]) -> int:
+        return sum(values)
+
+    with Flow("idle", max_workers=workers) as flow:
+        src, c = numbers(), collect()
+        src.result >> c.values
+    jobs = [flow.start(src.n(n)) for n in range(1, 6)]
+    assert [j.wait(10).outputs for j in jobs] == [
+        {"collect.result": [sum(range(n))]} for n in range(1, 6)
+    ]
+    # No thread keeps polling: the dispatcher ends by itself once no job runs, and the
+    # pool's workers end on shutdown.
+    flow.shutdown()
+    threads = _new_routilux_threads(before)
+    assert any(t.name == "routilux-idle" for t in threads) or threads == []
+    for t in threads:
+        t.join(timeout=10)
+    assert [t.name for t in threads if t.is_alive()] == []
+
+
+def test_dispatcher_restarts_after_going_idle() -> None:
+    with Flow("again", max_workers=1) as flow:
+        src = numbers()
+    for n in range(3):
+        before = set(threading.enumerate())
+        assert flow.start(src.n(n + 1)).wait(10).outputs == {"numbers.result": list(range(n + 1))}
+        for t in _new_routilux_threads(before):
+            t.join(timeout=10)
+            assert not t.is_alive()
+
+
+def test_wait_returns_promptly() -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    @routine
+    def gate(x: int) -> int:
+        entered.set()
+        release.wait(10)
+        return x
+
+    with Flow("prompt", max_workers=4) as flow:
+        g = gate()
+    job = flow.start(g.x(1))
+    assert entered.wait(10)
+    release.set()
+    t0 = time.perf_counter()
+    state = job.wait(10)
+    assert state.status is JobStatus.COMPLETED
+    # Signalled, not polled: far below any plausible polling interval, even on a busy box.
+    assert time.perf_counter() - t0 < 1.0
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_many_short_jobs_wait_without_polling_delays(workers: int) -> None:
+    @routine
+    def inc(x: int) -> int:
+        return x + 1
+
+    with Flow("many", max_workers=workers) as flow:
+        i = inc()
+    t0 = time.perf_counter()
+    for n in range(100):
+        assert flow.start(i.x(n)).wait(10).outputs == {"inc.result": [n + 1]}
+    # 100 start/wait round trips; a 50 ms poll anywhere would take 5 s.
+    assert time.perf_counter() - t0 < 2.5
+
+
+def test_run_inside_a_routine_of_the_same_flow_is_refused() -> None:
+    errors: list[str] = []
+
+    @routine
+    def nested(x: int) -> int:
+        try:
+            flow.run(other.x(1))
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+        return x
+
+    @routine
+    def plain(x: int) -> int:
+        return x
+
+    with Flow("nest", max_workers=1) as flow:
+        n, other = nested(), plain()
+    state = flow.run(n.x(1))
+    assert state.status is JobStatus.COMPLETED
+    assert errors == [
+        "StateError: flow.run on flow 'nest' from inside one of its own routines would wait "
+        "for itself; use flow.start(...) there"
+    ]
+
+
+def test_start_inside_a_routine_runs_the_new_job() -> None:
+    started = []
+
+    @routine
+    def spawn(x: int) -> int:
+        if x == 0:
+            started.append(flow.start(s.x(1)))
+        return x
+
+    with Flow("spawn", max_workers=1) as flow:
+        s = spawn()
+    assert flow.run(s.x(0), timeout=10).outputs == {"spawn.result": [0]}
+    assert started[0].wait(10).outputs == {"spawn.result": [1]}
+
+
+def test_set_execution_strategy_rejects_unknown_names() -> None:
+    flow = Flow("s")
+    with pytest.raises(
+        ValueError,
+        match=r"^Unknown execution strategy 'parallel' \(valid: sequential, concurrent\)$",
+    ):
+        flow.set_execution_strategy("parallel")
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5])
+def test_max_workers_must_be_positive(bad: object) -> None:
+    with pytest.raises(
+        ValueError, match=rf"^Flow 'w': max_workers must be a positive int, got {bad!r}$"
+    ):
+        Flow("w", max_workers=bad)  # type: ignore[arg-type]
