@@ -118,7 +118,6 @@ def test_dispatcher_thread_exits_when_idle(workers: int) -> None:
     # pool's workers end on shutdown.
     flow.shutdown()
     threads = _new_routilux_threads(before)
-    assert any(t.name == "routilux-idle" for t in threads) or threads == []
     for t in threads:
         t.join(timeout=10)
     assert [t.name for t in threads if t.is_alive()] == []
