@@ -95,6 +95,7 @@ class CompiledFlow:
             for ev in cn.events:
                 cn.routes[ev] = tuple(routes.get((cn.index, ev), ()))
         self.producers = producers
+        self.sources = tuple(cn.index for cn in self.nodes if not cn.slot_specs)
         preds: list[set[int]] = [set() for _ in self.nodes]
         for (dst, _si), srcs in producers.items():
             preds[dst].update(srcs)

@@ -1188,6 +1188,10 @@ class Dispatcher:
         job.restored = []
         for nr in job.touched() if resumed else touched:
             job.activate(nr)
+        if not resumed:
+            # A routine with no slots is a source: it runs once at the start of each job.
+            for index in job.compiled.sources:
+                job.form(job.make(index), (), 1)
         if job.journal is not None:
             job.journal.started()
         if job.inflight == 0:

@@ -1227,3 +1227,23 @@ def test_jobs_after_a_timed_out_job_still_run(workers: int) -> None:
         assert flow.start(m.x(2), timeout=10).wait(5).outputs == {"maybe_stuck.result": [2]}
     finally:
         release.set()
+
+
+def test_routine_without_slots_is_a_source_run_once_per_job(workers: int) -> None:
+    calls: list[str] = []
+
+    @routine
+    def seed() -> Iterator[int]:
+        calls.append("seed")
+        yield from range(4)
+
+    @routine
+    def total(values: Append[int], bonus: int = 0) -> int:
+        return sum(values) + bonus
+
+    with Flow("sources", max_workers=workers) as flow:
+        s, t = seed(), total()
+        s.result >> t.values
+    assert flow.run(timeout=10).outputs == {"total.result": [6]}
+    assert flow.run(t.bonus(100), timeout=10).outputs == {"total.result": [106]}
+    assert calls == ["seed", "seed"]
