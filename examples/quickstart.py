@@ -14,7 +14,7 @@ from pathlib import Path
 
 import msgspec
 
-from routilux import Append, Emit, Flow, Latest, Outputs, routine
+from routilux import Append, Emit, Flow, JobState, Latest, Outputs, SQLiteStore, routine
 
 DATA = Path(__file__).with_name("data") / "orders.csv"
 
@@ -95,15 +95,22 @@ def report(items: Append[Priced]) -> Report:
     )
 
 
-def main() -> int:
+def build():  # type: ignore[no-untyped-def]  # returns (flow, source node, pricer node)
+    """Wire the pipeline: read → parse → price → report."""
     with Flow("orders", max_workers=2) as flow:
         src, parser, pricer, summary = read_lines(), parse(), price(), report()
         src.result >> parser.line
         parser.ok >> pricer.order
         pricer.result >> summary.items
-    rates = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27, "JPY": 0.0067}
-    state = flow.run(src.path(str(DATA)), pricer.rates(rates), timeout=30)
+    return flow, src, pricer
+
+
+def show(flow: Flow, state: JobState) -> int:
+    """Print a finished job's result and per-routine stats."""
     print(f"job {state.job_id}: {state.status}")
+    if state.status != "completed":
+        print(f"  error: {state.error}")
+        return 1
     (rep,) = state.outputs["report.result"]
     print(f"{rep.orders} orders, revenue {rep.revenue_usd:.2f} USD")
     for customer, usd in rep.by_customer.items():
@@ -115,10 +122,35 @@ def main() -> int:
     for name, node in flow.nodes.items():
         s = node.stats(state)
         print(
-            f"  {name:<12} activations={s.activations:<3} emits={s.emits:<3} errors={s.errors} busy={s.busy_time * 1e3:.2f} ms"
+            f"  {name:<12} activations={s.activations:<3} emits={s.emits:<3} "
+            f"errors={s.errors} busy={s.busy_time * 1e3:.2f} ms"
         )
-    return 0 if state.status == "completed" else 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    store = SQLiteStore()  # .routilux/jobs.db: every task is journalled there
+    flow, src, pricer = build()
+    if len(argv) == 2 and argv[0] == "--resume":
+        state = store.load(argv[1])
+        if state.is_complete():
+            flow.typed(state)  # stored outputs are plain data until given the flow's types
+        else:
+            state = flow.wait(flow.resume(state, store=store), timeout=30)
+        return show(flow, state)
+    rates = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27, "JPY": 0.0067}
+    state = flow.run(
+        src.path(str(DATA)),
+        pricer.rates(rates),
+        timeout=30,
+        store=store,
+        checkpoint="every_task",
+    )
+    code = show(flow, state)
+    print(f"stored in {store.path}; if this run is interrupted, continue it with:")
+    print(f"  python examples/quickstart.py --resume {state.job_id}")
+    return code
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

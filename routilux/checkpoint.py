@@ -334,8 +334,10 @@ class Journal:
         self.gen = 0
         self.count = 0
         self.next_seq = 0
-        self.seqs: dict[int, int] = {}  # id(task args) -> seq, while the task is pending
-        self.keep: dict[int, tuple[Any, ...]] = {}  # keeps those args alive (ids stay unique)
+        # A task is known by its args tuple, which a retry reuses: _key() -> seq while
+        # the task is pending (``keep`` holds the tuples so their ids stay unique).
+        self.seqs: dict[Any, int] = {}
+        self.keep: dict[Any, tuple[Any, ...]] = {}
         self.bufs: dict[tuple[str, str], tuple[list[Any], bool]] = {}
         self.out_lens: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
@@ -431,8 +433,13 @@ class Journal:
             return [*run.running.values(), *held.values(), *run.tasks]
         return [*run.running.values(), *run.tasks]
 
-    def _seq_for(self, args: tuple[Any, ...]) -> int:
-        key = id(args)
+    @staticmethod
+    def _key(nr: NodeRun, args: tuple[Any, ...]) -> Any:
+        # A source node's activation has the shared empty tuple as args: key it by node.
+        return id(args) if args else ("source", id(nr))
+
+    def _seq_for(self, nr: NodeRun, args: tuple[Any, ...]) -> int:
+        key = self._key(nr, args)
         seq = self.seqs.get(key)
         if seq is None:
             seq = self.seqs[key] = self.next_seq
@@ -459,7 +466,7 @@ class Journal:
                 for nr, args, attempt in tasks
             ]
             seqs = [self._fresh_seq() for _ in st.pending]
-            seqs.extend(self._seq_for(t[1]) for t in tasks)
+            seqs.extend(self._seq_for(t[0], t[1]) for t in tasks)
         self.gen = self.store.next_gen()
         self.count = 0
         policy = self.policy
@@ -503,7 +510,7 @@ class Journal:
         run = self.run
         st = run.state
         d = Delta(gen=self.gen)
-        key = id(task[1])
+        key = self._key(task[0], task[1])
         done = self.seqs.pop(key, None)
         self.keep.pop(key, None)
         if done is not None:
@@ -511,8 +518,8 @@ class Journal:
         dirty = self.dirty
         dirty[task[0]] = None
         for nr, args, attempt in self._all_tasks():
-            if id(args) not in self.seqs:
-                d.new.append((self._seq_for(args), nr.name, list(args), attempt))
+            if self._key(nr, args) not in self.seqs:
+                d.new.append((self._seq_for(nr, args), nr.name, list(args), attempt))
                 dirty[nr] = None  # forming it may have taken values from its buffers
         if self.exact:
             self._counted_buffer_deltas(d)
@@ -560,6 +567,10 @@ class Journal:
                     q = n_old + p - n_new
                     if q > n_old:  # some pushed values were taken already
                         pop, push = n_old, list(buf)
+                    elif not p:
+                        pop, push = q, []
+                    elif isinstance(buf, list):
+                        pop, push = q, buf[n_new - p :]
                     else:
                         pop, push = q, [buf[i] for i in range(n_new - p, n_new)]
                     if pop or push:

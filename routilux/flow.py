@@ -571,6 +571,20 @@ class Flow(ClassicFlowMixin):
         run.dispatcher.submit(run, [], resumed=True)
         return state
 
+    def typed(self, state: JobState) -> JobState:
+        """Convert a decoded state's outputs to this flow's event types, in place.
+
+        ``JobState.from_bytes`` and stores return outputs as plain data (a Struct comes
+        back as a dict); :meth:`resume` converts them itself. Use this to read a finished
+        job loaded from a store.
+
+        Raises:
+            SnapshotError: an output value does not fit its event's type.
+        """
+        from .scheduler import convert_outputs
+
+        return convert_outputs(self._compile(), state)
+
     def job(self, state: JobState) -> Job:
         """A :class:`Job` handle for a live state.
 

@@ -95,7 +95,11 @@ class CompiledFlow:
             for ev in cn.events:
                 cn.routes[ev] = tuple(routes.get((cn.index, ev), ()))
         self.producers = producers
-        self.sources = tuple(cn.index for cn in self.nodes if not cn.slot_specs)
+        # DSL routines without slots run once per job; a classic routine is only ever
+        # entered through its slots (0.10 semantics), so it is no source.
+        self.sources = tuple(
+            cn.index for cn in self.nodes if not cn.slot_specs and cn.spec.kind != "classic"
+        )
         preds: list[set[int]] = [set() for _ in self.nodes]
         for (dst, _si), srcs in producers.items():
             preds[dst].update(srcs)

@@ -631,7 +631,8 @@ class JobRun:
         out = list(self.state.pending)
         tasks: Iterable[Task] = self.tasks
         if include_running:
-            tasks = itertools.chain(self.running.values(), self.tasks)
+            # A retry waiting on its timer is pending work too (a snapshot must keep it).
+            tasks = itertools.chain(self.running.values(), self.waiting.values(), self.tasks)
         for nr, args, attempt in tasks:
             out.append(PendingTask(node=nr.name, args=list(args), attempt=attempt))
         return out
@@ -662,6 +663,7 @@ class JobRun:
     def restore(self, state: JobState) -> None:
         """Load buffers and pending activations from a paused or decoded state."""
         convert = _converter()
+        convert_outputs(self.compiled, state)
         for b in state.buffers:
             nr = self.node_run(b.node)
             if nr is None:
@@ -728,6 +730,26 @@ def _append_type() -> type[_Append[Any]]:
     from .dsl import Append
 
     return Append
+
+
+def convert_outputs(compiled: CompiledFlow, state: JobState) -> JobState:
+    """Convert ``state.outputs`` in place to each event's declared type; return ``state``.
+
+    A decoded snapshot holds outputs as msgspec builtins (a Struct comes back a dict);
+    the flow knows each ``"node.event"`` type. Keys the flow does not know stay as they are.
+
+    Raises:
+        SnapshotError: a value does not convert to its event's type.
+    """
+    convert = _converter()
+    for key, values in state.outputs.items():
+        node, _, event = key.rpartition(".")
+        cn = compiled.by_name.get(node)
+        spec = cn.spec.event_index.get(event) if cn is not None else None
+        if spec is None or spec.type is Any:
+            continue
+        values[:] = [convert(v, spec.type, state, node, event) for v in values]
+    return state
 
 
 def _converter() -> Callable[[Any, Any, JobState, str, str], Any]:

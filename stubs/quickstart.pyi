@@ -8,7 +8,7 @@ import routilux.slot
 import msgspec
 from _typeshed import Incomplete
 from collections.abc import Iterator
-from routilux import Append as Append, Emit as Emit, Latest as Latest, Outputs, routine
+from routilux import Append as Append, Emit as Emit, Flow, JobState as JobState, Latest as Latest, Outputs, routine
 
 DATA: Incomplete
 
@@ -34,7 +34,9 @@ class Parsed(Outputs):
     ok: Emit[Order]
     rejected: Emit[str]
 
-def main() -> int: ...
+def build(): ...
+def show(flow: Flow, state: JobState) -> int: ...
+def main(argv: list[str]) -> int: ...
 
 class ReadLinesNode(routilux.node.NodeBase):
     """Node of routine `read_lines`: Yield the data lines of a CSV file (one emit per line, as it is read)."""

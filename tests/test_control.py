@@ -43,6 +43,35 @@ def test_pause_keeps_the_rest_and_resume_finishes_exactly(workers: int) -> None:
     assert done.buffers == []
 
 
+def test_a_job_can_pause_and_resume_many_times(workers: int) -> None:
+    flow, s = flows.map_reduce(workers)
+    ready = threading.Event()
+    holder: dict[str, JobState] = {}
+
+    def hook(item: Any) -> None:
+        ready.wait()
+        if item.key in (3, 9, 15):
+            flow.pause(holder["state"])
+
+    flows.HOOK = hook
+    try:
+        job = flow.start(s.n(20))
+        state = holder["state"] = job.state
+        ready.set()
+        flow.wait(state, timeout=30)
+        pauses = 0
+        while state.status is JobStatus.PAUSED:
+            pauses += 1
+            assert flow.resume(state) is state
+            flow.wait(state, timeout=30)
+    finally:
+        flows.HOOK = None
+    assert pauses == 3
+    assert state.status is JobStatus.COMPLETED
+    assert state.outputs == {"total.result": [flows.expected_total(20)]}
+    assert state.routine_states["work"].activations == 20
+
+
 def test_pause_returns_only_when_running_tasks_have_finished() -> None:
     gate = threading.Event()
     requested = threading.Event()

@@ -229,3 +229,35 @@ def test_an_unencodable_payload_fails_a_durable_job_naming_where_it_is() -> None
         "test_recovery.test_an_unencodable_payload_fails_a_durable_job_naming_where_it_is"
         ".<locals>.Opaque"
     )
+
+
+def test_source_routines_are_journaled_one_activation_each() -> None:
+    @routine
+    def left() -> int:
+        return 1
+
+    @routine
+    def right() -> int:
+        return 2
+
+    @routine
+    def add(xs: Append[int]) -> int:
+        return sum(xs)
+
+    def build() -> Flow:
+        with Flow("sources") as flow:
+            a, b, s = left(), right(), add()
+            a.result >> s.xs
+            b.result >> s.xs
+        return flow
+
+    store = _CrashEverywhere()
+    flow = build()
+    done = flow.run(store=store, checkpoint="every_task")
+    assert done.outputs == {"add.result": [3]}
+    for i, blob in enumerate(store.points):
+        state = JobState.from_bytes(blob)
+        if state.status != "completed":
+            again = build()
+            state = again.wait(again.resume(state), timeout=10)
+        assert state.outputs == done.outputs, f"crash point {i}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -279,3 +280,96 @@ def test_a_minimal_old_snapshot_gets_defaults_for_every_later_field() -> None:
     assert state.buffers == []
     assert state.fingerprint == {}
     assert state.history_limit == 1000
+
+
+def test_a_snapshot_keeps_a_task_waiting_out_its_retry_delay() -> None:
+    import threading
+
+    from routilux import Retry
+
+    failed = threading.Event()
+
+    @routine(on_error=Retry(max_attempts=3, delay=60))
+    def flaky(x: int) -> int:
+        failed.set()
+        msg = "not yet"
+        raise ValueError(msg)
+
+    with Flow("retry-snap") as flow:  # inline: the failure is handled before our call
+        f = flaky()
+    job = flow.start(f.x(7))
+    failed.wait()
+    snap = job.state.snapshot()
+    assert [(p.node, p.args, p.attempt) for p in snap.pending] == [("flaky", [7], 2)]
+    assert job.cancel(timeout=10).status is JobStatus.CANCELLED
+
+
+class Total(msgspec.Struct):
+    count: int
+    values: list[int]
+
+
+def test_outputs_come_back_as_their_event_types(workers: int) -> None:
+    @routine
+    def gather(values: Append[int]) -> Total:
+        return Total(len(values), sorted(values))
+
+    @routine
+    def fan(n: int) -> Iterator[int]:
+        yield from range(n)
+
+    with Flow("typed-outputs", max_workers=workers) as flow:
+        f, g = fan(), gather()
+        f.result >> g.values
+    done = flow.run(f.n(3), timeout=10)
+    decoded = JobState.from_bytes(done.to_bytes())
+    assert decoded.outputs["gather.result"] == [{"count": 3, "values": [0, 1, 2]}]
+    assert flow.typed(decoded) is decoded
+    assert decoded.outputs["gather.result"] == [Total(3, [0, 1, 2])]
+
+
+def test_an_output_that_does_not_fit_its_event_type_is_a_snapshot_error() -> None:
+    @routine
+    def make() -> Total:
+        return Total(1, [1])
+
+    with Flow("typed-bad", max_workers=1) as flow:
+        make()
+    decoded = JobState.from_bytes(flow.run(timeout=10).to_bytes())
+    decoded.outputs["make.result"] = [{"count": "many"}]
+    with pytest.raises(SnapshotError, match=r"^Cannot resume job \w+: a value for `make\.result`"):
+        flow.typed(decoded)
+
+
+def test_resume_converts_outputs_collected_before_the_pause() -> None:
+    started: list[Flow] = []
+    holder: dict[str, JobState] = {}
+    ready = threading.Event()
+
+    @routine
+    def numbers(n: int) -> Iterator[int]:
+        yield from range(n)
+
+    @routine
+    def wrap(x: int) -> Total:
+        if x == 1:
+            ready.wait(10)
+            started[0].pause(holder["state"])  # from inside: takes effect after this task
+        return Total(x, [x])
+
+    with Flow("typed-resume", max_workers=1) as flow:
+        nums, w = numbers(), wrap()
+        nums.result >> w.x
+    started.append(flow)
+    job = flow.start(nums.n(3))
+    holder["state"] = job.state
+    ready.set()
+    paused = JobState.from_bytes(job.wait(10).to_bytes())
+    assert paused.status is JobStatus.PAUSED
+    assert paused.outputs["wrap.result"] == [
+        {"count": 0, "values": [0]},
+        {"count": 1, "values": [1]},
+    ]
+    final = flow.wait(flow.resume(paused), timeout=10)
+    assert final.status is JobStatus.COMPLETED
+    assert final.outputs["wrap.result"] == [Total(0, [0]), Total(1, [1]), Total(2, [2])]
