@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 CLUSTER_STAMP := $(VENV)/.installed-cluster
 
-.PHONY: demo test test-cluster lint typecheck pytest bench clean
+.PHONY: demo test test-cluster lint typecheck pytest bench stubs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ lint: $(STAMP)
 bench: $(CLUSTER_STAMP)
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.bench_executors
+
+stubs: $(STAMP)
+	$(BIN)/python -m routilux.stubgen examples -o stubs
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .routilux
