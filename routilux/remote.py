@@ -150,7 +150,7 @@ _decode_any = msgspec.msgpack.Decoder().decode
 
 
 def _typed_decoder(tp: Any) -> Callable[[msgspec.Raw], Any]:
-    """Decode one value as ``tp``; a value that does not fit passes through undecorated.
+    """Decode one value as ``tp``; a value that does not fit comes back plainly decoded.
 
     On threads values reach a routine unvalidated, so a value that does not match its
     declared type is handed over as decoded rather than failing here.
@@ -423,7 +423,13 @@ class RemoteRunner:
         nr = task[0]
         if exc is not None:
             if is_worker_lost(exc):
-                if attempt < self.attempts and job.live_emits and not job.finished:
+                if not job.live_emits:
+                    # Cancelled or already failing: its output would be dropped anyway.
+                    job.running.pop(token)
+                    disp.running -= 1
+                    job.release(nr)
+                    return
+                if attempt < self.attempts:
                     self._send(job, task, token, blob, attempt + 1)
                     return
                 hint = ""

@@ -28,6 +28,7 @@ from routilux import (
     JobState,
     JobStatus,
     Retry,
+    Routine,
     Skip,
     State,
     ValidationError,
@@ -314,6 +315,33 @@ def test_routines_workers_cannot_import_fail_before_anything_is_submitted() -> N
         ValidationError, match=r"^Cannot run flow 'f' on InThread:\n- routine `inner`"
     ):
         flow.start(ok.x(2))
+    assert ex.calls == []
+
+
+class Greeter(Routine):
+    """A classic routine: its handler is a bound method of this object."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_slot("name", handler=self.greet)
+        self.define_event("greeting")
+
+    def greet(self, name: str) -> None:
+        self.emit("greeting", text=f"hello {name}")
+
+
+def test_classic_routines_are_refused_on_a_remote_executor() -> None:
+    ex = InThread()
+    flow = Flow("classic", executor=ex)
+    flow.add_routine(Greeter(), "greeter")
+    with pytest.raises(ValidationError) as info:
+        flow.run(flow.node("greeter").get_slot("name")({"name": "ada"}))
+    assert str(info.value) == (
+        "Cannot run flow 'classic' on InThread:\n"
+        "- routine `Greeter` (node `greeter`) is a classic Routine: its handlers are bound to "
+        "an object in this process, so InThread workers cannot run it; write it as a "
+        "@routine function, or run the flow on threads (no executor, or a ThreadPoolExecutor)"
+    )
     assert ex.calls == []
 
 
