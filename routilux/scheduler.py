@@ -28,6 +28,7 @@ import itertools
 import threading
 import time
 import traceback
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -770,6 +771,29 @@ def _converter() -> Callable[[Any, Any, JobState, str, str], Any]:
     return convert
 
 
+_with_loops: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
+_exit_hook_registered = False
+
+
+def _exit_hook(disp: Dispatcher) -> None:
+    """Make sure interpreter exit releases ``disp``'s worker loops.
+
+    Worker loops block in ``SimpleQueue.get``; at exit ``concurrent.futures`` joins its
+    threads, which would wait forever on a loop. The hook (registered once, when the
+    first loop starts, not at import) is run by ``threading`` before that join.
+    """
+    global _exit_hook_registered
+    _with_loops.add(disp)
+    if not _exit_hook_registered:
+        _exit_hook_registered = True
+        threading._register_atexit(_release_all_loops)  # type: ignore[attr-defined]
+
+
+def _release_all_loops() -> None:
+    for disp in list(_with_loops):
+        disp._stop_loops()
+
+
 class Dispatcher:
     """Runs the jobs of one flow; see the module docstring."""
 
@@ -870,7 +894,12 @@ class Dispatcher:
         self._loop(until=job)
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop the executor this dispatcher created (a passed-in executor is the caller's)."""
+        """Stop the worker loops, and the executor this dispatcher created.
+
+        A passed-in executor is the caller's to shut down; its threads are released
+        from our loops here, so its own shutdown does not wait on them.
+        """
+        self._stop_loops()
         if self._own_executor and self._executor is not None:
             self._executor.shutdown(wait=wait)
             self._executor = None
@@ -1048,6 +1077,8 @@ class Dispatcher:
         # loop instead of one Future per task.
         self.work.put((job, task, token))
         if self._loops < self.running and self._loops < self.max_workers:
+            if not self._loops:
+                _exit_hook(self)
             self._loops += 1
             self._executor_for(False).submit(self._worker_loop)
 
@@ -1062,9 +1093,10 @@ class Dispatcher:
                 return  # abandoned at its job's deadline: this loop was replaced
 
     def _stop_loops(self) -> None:
-        for _ in range(self._loops):
+        # SimpleQueue.put is thread-safe: shutdown and the exit hook may call this too.
+        n, self._loops = self._loops, 0
+        for _ in range(n):
             self.work.put(None)
-        self._loops = 0
 
     def _work(self, job: JobRun, task: Task, token: int) -> bool:
         nr, args, _ = task

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from routilux import Append, Flow, JobStatus, routine
+from routilux import Append, Flow, JobStatus, Retry, routine
 
 
 @routine
@@ -226,3 +229,56 @@ def test_max_workers_must_be_positive(bad: object) -> None:
         ValueError, match=rf"^Flow 'w': max_workers must be a positive int, got {bad!r}$"
     ):
         Flow("w", max_workers=bad)  # type: ignore[arg-type]
+
+
+EXIT_WHILE_RETRY_WAITS = """
+from routilux import Flow, Retry, routine
+
+@routine(on_error=Retry(max_attempts=3, delay=60))
+def flaky(x: int) -> int:
+    raise OSError("down")
+
+@routine
+def fine(x: int) -> int:
+    return x
+
+with Flow("exit", max_workers=3) as flow:
+    a, b = flaky(), fine()
+flow.start(a.x(1))
+print(flow.run(b.x(2)).status)
+"""
+
+
+def test_the_interpreter_exits_while_worker_loops_are_idle(tmp_path: Path) -> None:
+    # A retry waiting on a timer keeps the dispatcher (and its idle worker loops) alive;
+    # concurrent.futures joins its threads at exit, which must not wait on our loops.
+    script = tmp_path / "exit_while_retry_waits.py"
+    script.write_text(EXIT_WHILE_RETRY_WAITS)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "completed"
+
+
+def test_shutdown_releases_a_user_executors_threads_from_the_worker_loops() -> None:
+    pool = ThreadPoolExecutor(max_workers=3)
+
+    @routine(on_error=Retry(max_attempts=3, delay=60))
+    def flaky(x: int) -> int:
+        raise OSError("down")
+
+    @routine
+    def ident(x: int) -> int:
+        return x
+
+    with Flow("release", executor=pool, max_workers=3) as flow:
+        bad, n = flaky(), ident()
+    waiting = flow.start(bad.x(0))  # its retry timer keeps the dispatcher and loops alive
+    assert flow.run(n.x(1), timeout=10).outputs == {"ident.result": [1]}
+    flow.shutdown()
+    closer = threading.Thread(target=pool.shutdown, kwargs={"wait": True})
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive(), "the pool's threads are still held by worker loops"
+    assert waiting.cancel(timeout=10).status is JobStatus.CANCELLED
