@@ -93,6 +93,7 @@ _ROUTINE = "routilux.dsl.routine"
 _ROUTINE_DEF = "routilux.dsl.RoutineDef"
 _NODE = "routilux.dsl.Node"
 _OUTPUTS = "routilux.dsl.Outputs"
+_STATE = "routilux.dsl.State"
 _EMIT = "routilux.dsl.Emit"
 _APPEND = "routilux.dsl.Append"
 _SLOT = "routilux.slot.Slot"
@@ -396,6 +397,8 @@ def _ports(node: Instance) -> _Ports | None:
         if info is not None:
             ports.outputs = ports.outputs or info
             continue
+        if _is_state(ptype):
+            continue  # injected per-job state, not a slot
         ports.slots[pname] = _slot_item(ptype)
     ret = get_proper_type(node.args[1])
     item = _iter_item(ret)
@@ -408,6 +411,12 @@ def _ports(node: Instance) -> _Ports | None:
     if ports.outputs is not None:
         ports.events.update(_emit_fields(ports.outputs))
     return ports
+
+
+def _is_state(t: Type) -> bool:
+    """Whether ``t`` is a ``routilux.State`` subclass (a routine's injected state)."""
+    p = get_proper_type(t)
+    return isinstance(p, Instance) and p.type.has_base(_STATE) and p.type.fullname != _STATE
 
 
 def _outputs_info(t: Type) -> TypeInfo | None:

@@ -18,6 +18,7 @@ from routines import (
     scale,
     shelter,
     show,
+    tally,
     total,
     walk,
     words,
@@ -46,6 +47,7 @@ with Flow("bad") as flow:
 
     # A multi-event routine has no `result`; a `-> None` routine neither.
     c.result >> w.doc  # E[plugin]: Routine "check" has no slot or event "result" (slots: doc; events: ok, rejected)  [node-port]  # E[stubs]: "CheckNode" has no attribute "result"  [attr-defined]
+    tally().memo  # E[plugin]: Routine "tally" has no slot or event "memo" (slots: x; events: result)  [node-port]  # E[stubs]: "TallyNode" has no attribute "memo"  [attr-defined]
     show().result  # E[plugin]: Routine "show" has no slot or event "result" (slots: text; events: none)  [node-port]  # E[stubs]: "ShowNode" has no attribute "result"  [attr-defined]
 
     # Generator and async item types.

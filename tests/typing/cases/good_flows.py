@@ -23,6 +23,7 @@ from routines import (
     parse,
     scale,
     show,
+    tally,
     total,
     walk,
     words,
@@ -58,6 +59,12 @@ with Flow("good") as flow:
     assert_type(s.factor, Slot[float])
     assert_type(lg.title, Slot[str])
     n.result >> t.values
+
+    # A State parameter is injected per job, not a slot.
+    ta = tally()
+    assert_type(ta.x, Slot[int])
+    assert_type(ta.result, Event[int])
+    n.result >> ta.x
     ch.result >> b.values
     n.result >> s.value
     w.result >> lg.title

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import msgspec
 
-from routilux import Append, Batch, Emit, Latest, Outputs, Reduce, routine
+from routilux import Append, Batch, Emit, Latest, Outputs, Reduce, State, routine
 
 
 class Doc(msgspec.Struct):
@@ -104,3 +104,13 @@ def shelter(name: str) -> Animal:
 @routine
 def walk(dog: Dog) -> str:
     return dog.name
+
+
+class Tally(State):
+    seen: int = 0
+
+
+@routine
+def tally(x: int, memo: Tally) -> int:
+    memo.seen += 1
+    return memo.seen
