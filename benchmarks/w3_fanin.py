@@ -1,0 +1,110 @@
+"""W3 fan-in: one value fanned out to 100 routines, joined by an ``Append`` slot.
+
+``scatter -> work_0 … work_99 -> gather(values: Append[int])``: each ``work`` adds
+1, ``gather`` sums, so a run fed ``x`` must output ``[100 * (x + 1)]`` (which, with
+every value equal to ``x + 1 > 0``, also proves that exactly 100 values arrived).
+Figure: the median wall time of one ``flow.run``, ``max_workers`` 1 and 4.
+
+Floor, same process: the 102 functions called directly (``sum`` over a list).
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+from typing import Any
+
+from routilux import Append, Flow, Node, routine
+
+from ._common import Config, Report, Row, check, median
+
+WIDTH = 100
+RUNS = 300
+TARGET_MS = 0.5
+
+
+@routine
+def scatter(x: int) -> int:
+    return x
+
+
+@routine
+def work(x: int) -> int:
+    return x + 1
+
+
+@routine
+def gather(values: Append[int]) -> int:
+    return sum(values)
+
+
+def build(max_workers: int) -> tuple[Flow, Node[Any, Any]]:
+    """The fan-in flow; returns it and the ``scatter`` node."""
+    with Flow(f"w3-mw{max_workers}", max_workers=max_workers) as flow:
+        s = scatter(name="scatter")
+        g = gather(name="gather")
+        for i in range(WIDTH):
+            w = work(name=f"work{i}")
+            s.result >> w.x
+            w.result >> g.values
+    return flow, s
+
+
+def run_times(flow: Flow, entry: Node[Any, Any], runs: int) -> list[float]:
+    """Seconds per ``flow.run``, each result checked."""
+    out: list[float] = []
+    for i in range(runs):
+        t0 = perf_counter()
+        state = flow.run(entry.x(i))
+        out.append(perf_counter() - t0)
+        check(
+            state.status == "completed",
+            f"W3: run {i} ended {state.status}, expected completed (error: {state.error})",
+        )
+        got = state.outputs.get("gather.result")
+        want = [WIDTH * (i + 1)]
+        check(got == want, f"W3: run {i} output gather.result={got!r}, expected {want}")
+    return out
+
+
+def _work(x: int) -> int:
+    return x + 1
+
+
+def floor_plain(runs: int) -> list[float]:
+    """Seconds per run of the same 102 functions called directly."""
+    fns = [_work] * WIDTH
+    out: list[float] = []
+    for i in range(runs):
+        t0 = perf_counter()
+        x = _work(i) - 1  # scatter
+        total = sum([f(x) for f in fns])
+        out.append(perf_counter() - t0)
+        check(total == WIDTH * (i + 1), "W3 plain floor: wrong total")
+    return out
+
+
+def run(cfg: Config, report: Report) -> None:
+    """Measure W3 at max_workers 1 and 4, with its floor."""
+    runs = 60 if cfg.quick else RUNS
+    floor = median(floor_plain(runs)) * 1e3
+    report.floor("W3", "102 functions called directly", floor, "ms/run")
+    for mw, k in ((1, runs), (4, max(20, runs // 6))):
+        flow, entry = build(mw)
+        try:
+            run_times(flow, entry, 10)  # warm-up
+            secs = run_times(flow, entry, k)
+        finally:
+            flow.shutdown()
+        report.rows.append(
+            Row(
+                "W3",
+                f"fan-in 1->{WIDTH}->Append, max_workers={mw}",
+                median(secs) * 1e3,
+                "ms/run",
+                floor=floor,
+                floor_what="direct calls",
+                target=TARGET_MS,
+                note=f"{k} runs, {WIDTH + 2} handlers each; "
+                f"p90 {sorted(secs)[int(0.9 * (len(secs) - 1))] * 1e3:.3f} ms",
+            )
+        )
