@@ -98,7 +98,8 @@ def run_once(flow: Flow, src: Node[Any, Any], n: int = N, timeout: float | None 
     """Run one W1 job and check it (no job timeout unless given: the default path)."""
     received.clear()
     state = flow.run(src.n(n), timeout=timeout)
-    verify(state, n)
+    where = f"W1 ({flow.flow_id}, max_workers={flow.max_workers}, timeout={timeout})"
+    verify(state, n, where)
     return state
 
 

@@ -35,7 +35,6 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Executor, Future, ProcessPoolExecutor
-from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -336,7 +335,7 @@ class RemoteRunner:
         self.dispatcher = dispatcher
         self.executor = executor
         self.attempts = attempts
-        self.inbox: SimpleQueue[Any] = dispatcher.inbox
+        self.inbox = dispatcher.inbox
         self._checked: dict[int, CompiledFlow] = {}
         # Keyed by id(CNode), the CNode kept in the value so that its id is not reused.
         self._event_decoders: dict[int, tuple[CNode, dict[str, Callable[[msgspec.Raw], Any]]]] = {}

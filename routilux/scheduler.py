@@ -9,7 +9,8 @@ Design (docs/architecture.md has the picture):
 * With ``max_workers=1`` and no executor, tasks run inline on the dispatcher
   thread: an emit delivers at once and a new activation is a deque append.
   Otherwise tasks go to a ``concurrent.futures.Executor``; workers post their
-  emits and completion to the dispatcher's inbox (a ``SimpleQueue``).
+  emits and completion to the dispatcher's inbox, or apply them themselves when the
+  dispatcher role is free (flat combining: no dispatcher wake-up per task).
 * An **activation** is formed lazily, when the node has capacity (fewer than
   ``concurrency`` of this job's activations queued or running), so undelivered
   values wait in slot buffers, where ``Latest`` can replace them and a snapshot
@@ -60,6 +61,15 @@ if TYPE_CHECKING:
 __all__ = ["Dispatcher", "Job", "JobRun", "current_task"]
 
 _START, _DONE, _EMIT, _CALL = 0, 1, 2, 3
+_EXIT: Any = object()
+_AGAIN: Any = object()
+
+
+def _noop() -> None:
+    pass
+
+
+_POKE = (_CALL, _noop)
 _perf = time.perf_counter
 _now = time.time
 
@@ -111,6 +121,41 @@ class Latch:
             self._lock.release()
             return True
         return self._flag
+
+
+class Inbox:
+    """The dispatcher's mailbox: any thread posts; only the role holder takes.
+
+    Messages sit in a deque that is read only by whoever holds the dispatcher role, so
+    two readers can never split one task's messages (an emit and its completion) and
+    apply them out of order. A doorbell queue wakes the loop thread; it carries no data.
+    """
+
+    __slots__ = ("_bell", "_q")
+
+    def __init__(self) -> None:
+        self._q: deque[tuple[Any, ...]] = deque()
+        self._bell: SimpleQueue[None] = SimpleQueue()
+
+    def put(self, msg: tuple[Any, ...]) -> None:
+        self._q.append(msg)  # before the bell: a woken reader always finds the message
+        self._bell.put(None)
+
+    def empty(self) -> bool:
+        return not self._q
+
+    def get_nowait(self) -> tuple[Any, ...]:
+        try:
+            return self._q.popleft()
+        except IndexError:
+            raise Empty from None
+
+    def wait(self, timeout: float | None) -> None:
+        """Block until something was posted (or ``timeout``); raises ``Empty`` on timeout."""
+        bell = self._bell
+        bell.get(timeout=timeout)
+        while not bell.empty():  # one wake-up serves every message already queued
+            bell.get_nowait()
 
 
 class _Cell:
@@ -804,7 +849,7 @@ class Dispatcher:
         self._own_executor = executor is None and not self.inline
         self._executor = executor
         self._aux: ThreadPoolExecutor | None = None
-        self.inbox: SimpleQueue[Any] = SimpleQueue()
+        self.inbox = Inbox()
         self.ring: deque[JobRun] = deque()
         self.jobs: set[JobRun] = set()
         self.running = 0
@@ -812,6 +857,8 @@ class Dispatcher:
         self._seq = itertools.count()
         self._lock = threading.Lock()
         self._active = False  # a loop runs (on a thread of ours or a caller of run)
+        self._role = threading.Lock()  # held by whoever acts as the dispatcher right now
+        self._finished = 0  # jobs finished so far (a combining worker pokes the loop)
         self.work: SimpleQueue[tuple[JobRun, Task, int] | None] = SimpleQueue()
         self._loops = 0
         self._loops_ok = executor is None or isinstance(executor, ThreadPoolExecutor)
@@ -910,46 +957,97 @@ class Dispatcher:
     # -- the loop (dispatcher thread) ------------------------------------------------
 
     def _loop(self, until: JobRun | None = None) -> None:
-        self._ident = threading.get_ident()
+        me = threading.get_ident()
         inbox = self.inbox
-        ring = self.ring
-        handle = self._handle
+        role = self._role
         try:
             while True:
-                while not inbox.empty():
-                    handle(inbox.get())
-                if self._timers:
-                    self._fire_timers()
-                if until is not None and until.done.is_set():
-                    self._hand_off()
+                with role:
+                    self._ident = me
+                    step = self._step(until)
+                if step is _EXIT:
                     return
-                if ring:
-                    if not self.inline:
-                        self._submit_ready(ring)
-                    elif not self.running:  # else wait for the offloaded task (one at a time)
-                        self._run_inline(inbox, ring, until)
-                        continue
-                timeout = None
-                if self._timers:
-                    timeout = max(0.0, self._timers[0][0] - _perf())
-                elif not self.jobs and not self.running:
-                    with self._lock:
-                        if inbox.empty():
-                            self._stop_loops()
-                            self._active = False
-                            self._ident = None
-                            return
+                if step is _AGAIN:
                     continue
-                try:
-                    msg = inbox.get(timeout=timeout)
-                except Empty:
-                    continue
-                handle(msg)
+                with contextlib.suppress(Empty):
+                    inbox.wait(step)
         except BaseException:
             with self._lock:
                 self._active = False
                 self._ident = None
             raise
+
+    def _step(self, until: JobRun | None) -> Any:
+        """One turn of the loop (holding the role lock): ``_EXIT``, ``_AGAIN`` or a wait timeout."""
+        inbox = self.inbox
+        ring = self.ring
+        handle = self._handle
+        while not inbox.empty():
+            handle(inbox.get_nowait())
+        if self._timers:
+            self._fire_timers()
+        if until is not None and until.done.is_set():
+            self._hand_off()
+            return _EXIT
+        if ring:
+            if not self.inline:
+                self._submit_ready(ring)
+            elif not self.running:  # else wait for the offloaded task (one at a time)
+                self._run_inline(inbox, ring, until)
+                return _AGAIN
+        if self._timers:
+            return max(0.0, self._timers[0][0] - _perf())
+        if not self.jobs and not self.running:
+            with self._lock:
+                if inbox.empty():
+                    self._stop_loops()
+                    self._active = False
+                    self._ident = None
+                    return _EXIT
+            return _AGAIN
+        return None
+
+    def _combine(self, msg: tuple[Any, ...]) -> bool:
+        """From a worker: apply ``msg`` as the dispatcher if the role is free (flat combining).
+
+        The worker that finishes a task usually finds the role lock free: it applies its
+        own emits and completion, drains what other workers posted, and submits what
+        became ready, sparing the dispatcher thread a wake-up per task. The lock keeps
+        one writer at a time; a busy lock means the messages go to the inbox as before.
+        Returns whether they were applied.
+        """
+        role = self._role
+        if not role.acquire(blocking=False):
+            return False
+        prev = self._ident
+        self._ident = threading.get_ident()
+        finished = self._finished
+        try:
+            handle = self._handle
+            handle(msg)
+            inbox = self.inbox
+            # get_nowait: the loop thread may take a message between empty() and get().
+            while True:
+                try:
+                    queued = inbox.get_nowait()
+                except Empty:
+                    break
+                handle(queued)
+            if self.ring and not self.inline:
+                self._submit_ready(self.ring)
+            poke = (
+                bool(self._timers)
+                or finished != self._finished
+                or not self.jobs
+                or (self.inline and bool(self.ring))  # inline tasks run on the loop's thread
+            )
+        finally:
+            self._ident = prev
+            role.release()
+        if poke:
+            # Timers, idle exit and a caller's finished job are the loop's business.
+            self.inbox.put(_POKE)
+        return True
 
     def _hand_off(self) -> None:
         # The caller's job is done: leave the rest (if any) to a background thread.
@@ -962,9 +1060,7 @@ class Dispatcher:
                 return
             self._start_thread()
 
-    def _run_inline(
-        self, inbox: SimpleQueue[Any], ring: deque[JobRun], until: JobRun | None
-    ) -> None:
+    def _run_inline(self, inbox: Inbox, ring: deque[JobRun], until: JobRun | None) -> None:
         run = self._run_task
         n = 0
         while ring:
@@ -1103,9 +1199,17 @@ class Dispatcher:
         cn = nr.cn
         exc: BaseException | None = None
         put = self.inbox.put
+        combine = self._combine
+        queued = False
 
         def emit(event: str, value: Any) -> None:
-            put((_EMIT, nr, event, value, job, token))
+            # Applied at once when the role is free; else posted. Once one message of this
+            # task is posted, the rest follow it through the inbox, so none overtakes another.
+            nonlocal queued
+            msg = (_EMIT, nr, event, value, job, token)
+            if queued or not combine(msg):
+                queued = True
+                put(msg)
 
         t0 = _perf()
         if cn.needs_context:
@@ -1128,7 +1232,9 @@ class Dispatcher:
                     leave = True
                 else:
                     self._returned.add(token)
-        self.inbox.put((_DONE, job, token, exc, t0, _perf() - t0))
+        done = (_DONE, job, token, exc, t0, _perf() - t0)
+        if queued or not combine(done):
+            put(done)
         return leave
 
     def _handle(self, msg: tuple[Any, ...]) -> None:
@@ -1353,6 +1459,7 @@ class Dispatcher:
     def finish(self, job: JobRun, status: JobStatus) -> None:
         if job.finished:
             return
+        self._finished += 1
         st = job.state
         if job.deadline_seq is not None:
             self.cancel_timer(job.deadline_seq)
