@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -211,6 +210,8 @@ class ClassicJobStateMixin:
         blob = st.to_json()
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
+        import tempfile  # only save() needs it
+
         fd, tmp = tempfile.mkstemp(prefix=".jobstate-", suffix=".tmp", dir=directory)
         try:
             with os.fdopen(fd, "wb") as f:

@@ -26,7 +26,6 @@ This docstring is the routine contract (docs/semantics.md has the rules with exa
 
 from __future__ import annotations
 
-import asyncio
 import collections.abc as cabc
 import inspect
 import sys
@@ -582,16 +581,23 @@ class _ThreadLoop:
     __slots__ = ("loop",)
 
     def __init__(self) -> None:
+        import asyncio  # asyncio costs ~40 ms to import; only async routines need it
+
         self.loop = asyncio.new_event_loop()
 
     def __del__(self) -> None:
-        self.loop.close()
+        # At interpreter exit the main thread's loop dies after asyncio's modules: nothing
+        # to release then, and closing would touch torn-down module globals.
+        if not sys.is_finalizing():
+            self.loop.close()
 
 
 _loops = threading.local()
 
 
 def _run_coroutine(coro: cabc.Coroutine[Any, Any, Any]) -> Any:
+    import asyncio  # see _ThreadLoop: imported on first use
+
     # One event loop per worker thread, reused across activations: asyncio.run() would
     # build and tear down a loop per task.
     if asyncio._get_running_loop() is not None:
@@ -607,6 +613,8 @@ def _run_on_helper_thread(coro: cabc.Coroutine[Any, Any, Any]) -> Any:
     # inline tasks on the caller's thread), and a loop cannot be nested: run the
     # coroutine to completion on a short-lived thread of its own.
     box: list[tuple[bool, Any]] = []
+
+    import asyncio  # see _ThreadLoop: imported on first use
 
     def target() -> None:
         try:

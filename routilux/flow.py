@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from ._classic_flow import ClassicFlowMixin
@@ -26,6 +25,8 @@ from .spec import Policy, SlotSpec
 from .typecheck import is_assignable, type_name
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from .connection import Connection
     from .stores import JobStore
 

@@ -32,7 +32,6 @@ import traceback
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, ThreadPoolExecutor
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -52,6 +51,8 @@ from .job_state import (
 from .spec import Policy
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor, ThreadPoolExecutor
+
     from .dsl import Append as _Append
     from .flow import Flow
     from .graph import CNode, CompiledFlow
@@ -861,6 +862,8 @@ class Dispatcher:
         self._finished = 0  # jobs finished so far (a combining worker pokes the loop)
         self.work: SimpleQueue[tuple[JobRun, Task, int] | None] = SimpleQueue()
         self._loops = 0
+        from concurrent.futures import ThreadPoolExecutor  # ~10 ms to import: on first run
+
         self._loops_ok = executor is None or isinstance(executor, ThreadPoolExecutor)
         # Tasks of jobs with a deadline: a worker loop blocked in one the deadline abandoned
         # stops being counted (so _submit starts another) and exits once the task returns.
@@ -1140,6 +1143,8 @@ class Dispatcher:
             self._submit(job, task, aux=False)
 
     def _executor_for(self, aux: bool) -> Executor:
+        from concurrent.futures import ThreadPoolExecutor
+
         if aux or self.inline:
             if self._aux is None:
                 self._aux = ThreadPoolExecutor(
