@@ -441,6 +441,12 @@ class JobRun:
             if not buf:
                 self.arm(nr)
             buf.append(value)
+            if self.coll_active[nr.cn.coll_ids[si]]:
+                batch = nr.cn.slot_specs[si].batch
+                if batch is None or len(buf) < batch:
+                    # This slot is still not ready (upstream is active), so the node is no
+                    # readier than before this value: release()/disarm() will wake it.
+                    return
         elif pol is Policy.MERGE:
             # Fold at delivery and queue the result: every delivery fires once, with the
             # fold as it stood then, even while the node is busy (classic 0.10 semantics).
@@ -474,6 +480,8 @@ class JobRun:
             if not buf.has and pol is Policy.REDUCE:
                 self.arm(nr)
             buf.has = buf.fresh = True
+            if pol is Policy.REDUCE and self.coll_active[nr.cn.coll_ids[si]]:
+                return  # not ready while upstream is active (see APPEND above)
         self.activate(nr)
 
     def arm(self, nr: NodeRun) -> None:
