@@ -241,7 +241,7 @@ def _pyspy(
         # Only the timed part: skip import and flow building (frames under <module>/build).
         if not any(
             "run_once" in f or "run_jobs" in f or "run_times" in f or "run_w5" in f for f in frames
-        ) and not any("routilux/scheduler.py" in f for f in frames):
+        ) and not any("routilux/scheduler.py" in f or "routilux/jobrun.py" in f for f in frames):
             continue
         if any(f.startswith("verify (") for f in frames):
             continue  # the bench's own result checks, outside its clock

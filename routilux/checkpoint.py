@@ -40,7 +40,7 @@ from .typecheck import type_name
 
 if TYPE_CHECKING:
     from .graph import CompiledFlow
-    from .scheduler import JobRun, NodeRun, Task
+    from .jobrun import JobRun, NodeRun, Task
     from .stores import JobStore
 
 __all__ = [
@@ -355,7 +355,7 @@ class Journal:
         run.on_finish.append(self._finished)
 
     def _count_deliveries(self) -> bool:
-        from .scheduler import JobRun
+        from .jobrun import JobRun
 
         run = self.run
         real = JobRun.deliver
@@ -590,7 +590,7 @@ class Journal:
         pushed.clear()
 
     def _buffer_deltas(self, d: Delta) -> None:
-        from .scheduler import JobRun
+        from .jobrun import JobRun
 
         seen: set[tuple[str, str]] = set()
         for b in JobRun._buffer_list(self.run):

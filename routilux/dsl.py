@@ -202,7 +202,7 @@ _state_now = threading.local()
 
 def _stateful(inner: Invoke, cls: type[State]) -> Invoke:
     """Wrap ``inner`` so it loads the node's state before the call and stores it after."""
-    from .scheduler import current_task
+    from .jobrun import current_task
 
     def invoke(args: tuple[Any, ...], emit: Callable[[str, Any], None]) -> None:
         cur = current_task()

@@ -18,8 +18,9 @@ from .errors import StateError, ValidationError, WiringError
 from .event import Event
 from .graph import CompiledFlow
 from .job_state import JobState, JobStatus, new_id
+from .jobrun import JobRun, inside_job
 from .node import NodeBase, RoutineStats
-from .scheduler import Dispatcher, Job, JobRun, inside_job
+from .scheduler import Dispatcher, Job
 from .slot import RunInput, Slot
 from .spec import Policy, SlotSpec
 from .typecheck import is_assignable, type_name
@@ -582,7 +583,7 @@ class Flow(ClassicFlowMixin):
         Raises:
             SnapshotError: an output value does not fit its event's type.
         """
-        from .scheduler import convert_outputs
+        from .jobrun import convert_outputs
 
         return convert_outputs(self._compile(), state)
 

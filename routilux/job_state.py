@@ -21,7 +21,7 @@ from ._classic_state import ClassicJobStateMixin, ExecutionRecord
 from .errors import SnapshotError
 
 if TYPE_CHECKING:
-    from .scheduler import JobRun
+    from .jobrun import JobRun
 
 __all__ = [
     "ErrorRecord",

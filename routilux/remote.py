@@ -45,7 +45,8 @@ from .spec import Policy, RoutineSpec
 
 if TYPE_CHECKING:
     from .graph import CNode, CompiledFlow
-    from .scheduler import Dispatcher, JobRun, NodeRun, Task
+    from .jobrun import JobRun, NodeRun, Task
+    from .scheduler import Dispatcher
 
 __all__ = ["WorkerLostError", "run_activation"]
 
@@ -180,7 +181,7 @@ class _Compiled:
 
     def __init__(self, spec: RoutineSpec) -> None:
         self.invoke = spec.invoke
-        from .scheduler import _arg_type
+        from .jobrun import _arg_type
 
         self.decoders = tuple(_typed_decoder(_arg_type(s)) for s in spec.slots)
         self.append = tuple(s.policy is Policy.APPEND for s in spec.slots)
@@ -245,7 +246,7 @@ def run_activation(blob: bytes) -> bytes:
             compiled.invoke(args, emit)
         else:
             # A stateful routine reads and writes its state through the task context.
-            from .scheduler import _ctx
+            from .jobrun import _ctx
 
             holder = _Holder(call.state)
             _ctx.cur = (None, holder, emit)

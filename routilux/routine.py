@@ -44,8 +44,8 @@ import msgspec
 
 from .errors import StateError, ValidationError
 from .event import Event
+from .jobrun import current_task
 from .node import NodeBase, RoutineStats
-from .scheduler import current_task
 from .slot import Slot
 from .spec import EventSpec, Invoke, Policy, RoutineSpec, SlotSpec
 
