@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .errors import WiringError
-from .typecheck import type_name
+from .typecheck import type_name, value_fits
 
 if TYPE_CHECKING:
     from .node import NodeBase
@@ -46,7 +46,18 @@ class Slot(Generic[T_contra]):
         return f"{self.node.node_name}.{self.name}"
 
     def __call__(self, value: T_contra) -> RunInput:
-        """Make a run input that delivers ``value`` to this slot when the job starts."""
+        """Make a run input that delivers ``value`` to this slot when the job starts.
+
+        Raises:
+            WiringError: ``value`` does not fit the slot's type (checked shallowly, as
+                mypy would check the call statically).
+        """
+        if not value_fits(value, self.type):
+            msg = (
+                f"Cannot feed {value!r} ({type_name(type(value))}) to `{self.qualname}`: "
+                f"it expects {type_name(self.type)}"
+            )
+            raise WiringError(msg)
         return RunInput(self, value)
 
     if not TYPE_CHECKING:

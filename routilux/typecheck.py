@@ -15,7 +15,7 @@ import types
 import typing
 from typing import Any
 
-__all__ = ["is_assignable", "type_name"]
+__all__ = ["is_assignable", "type_name", "value_fits"]
 
 _NoneType = type(None)
 
@@ -122,3 +122,27 @@ def type_name(tp: Any) -> str:
     if isinstance(tp, type):
         return tp.__qualname__ if tp.__module__ == "builtins" else tp.__name__
     return repr(tp)
+
+
+def value_fits(value: Any, tp: Any) -> bool:
+    """Whether ``value`` may be delivered where ``tp`` is declared (shallow: containers by kind).
+
+    Mirrors :func:`is_assignable` for a value: ``Any``/``object`` take anything, unions
+    take what fits a member, ``int`` fits ``float``, a ``list[int]`` slot takes a list
+    (its items are not walked). What cannot be judged at runtime is accepted.
+    """
+    tp = _strip(tp)
+    if tp is Any or tp is object or isinstance(tp, typing.TypeVar):
+        return True
+    if tp is _NoneType:
+        return value is None
+    members = _union_args(tp)
+    if members is not None:
+        return any(value_fits(value, m) for m in members)
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    cls = origin or tp
+    if not isinstance(cls, type) or getattr(cls, "_is_protocol", False):
+        return True
+    return isinstance(value, (cls, *_PROMOTIONS.get(cls, ())))

@@ -426,3 +426,63 @@ def test_type_name_spells_types_as_written() -> None:
     assert type_name(dict[str, list[Base]]) == "dict[str, list[Base]]"
     assert type_name(Any) == "Any"
     assert type_name(None) == "None"
+
+
+class Point(msgspec.Struct):
+    x: int
+
+
+@routine
+def takes(
+    text: str,
+    ratio: float = 1.0,
+    tags: list[str] | None = None,
+    point: Point | None = None,
+    anything: Any = None,
+) -> None:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("port", "value"),
+    [
+        ("text", "s"),
+        ("ratio", 2),  # int fits float
+        ("ratio", True),  # bool is an int
+        ("ratio", 2.5),
+        ("tags", None),
+        ("tags", ["a"]),
+        ("point", Point(1)),
+        ("anything", object()),
+    ],
+)
+def test_run_inputs_that_fit_their_slot_are_accepted(port: str, value: object) -> None:
+    with Flow("inputs-ok"):
+        node = takes()
+    assert node.get_slot(port)(value).value is value
+
+
+@pytest.mark.parametrize(
+    ("port", "value", "message"),
+    [
+        ("text", 42, r"^Cannot feed 42 \(int\) to `takes\.text`: it expects str$"),
+        ("ratio", "2", r"^Cannot feed '2' \(str\) to `takes\.ratio`: it expects float$"),
+        (
+            "tags",
+            "a",
+            r"^Cannot feed 'a' \(str\) to `takes\.tags`: it expects list\[str\] \| None$",
+        ),
+        (
+            "point",
+            {"x": 1},
+            r"^Cannot feed \{'x': 1\} \(dict\) to `takes\.point`: it expects Point \| None$",
+        ),
+    ],
+)
+def test_a_run_input_of_the_wrong_type_is_refused_before_anything_runs(
+    port: str, value: object, message: str
+) -> None:
+    with Flow("inputs-bad"):
+        node = takes()
+    with pytest.raises(WiringError, match=message):
+        node.get_slot(port)(value)
