@@ -9,6 +9,7 @@ Both doors are the same methods on the same engine.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -437,6 +438,8 @@ class Flow(ClassicFlowMixin):
             disp.remote.check(compiled)  # before anything is submitted
         run = JobRun(disp, compiled, state, self.error_handler)
         run.timeout = timeout if timeout is not None else self.execution_timeout
+        if run.timeout is not None:
+            run.deadline_at = time.perf_counter() + run.timeout
         return run
 
     def run(
@@ -465,7 +468,15 @@ class Flow(ClassicFlowMixin):
         run = self._new_run(compiled, state, timeout)
         if store is not None or checkpoint is not None:
             attach(run, store, checkpoint)
-        run.dispatcher.run_here(run, list(inputs), resumed=False)
+        disp = run.dispatcher
+        if run.timeout is not None and disp.inline:
+            # The caller must stay free to give up on a job stuck in user code at its
+            # deadline, so it cannot be the dispatcher itself (no caller-runs here).
+            disp.submit(run, list(inputs), resumed=False)
+            final = disp.await_deadline(run)
+            assert final is not None  # no limit: returns at the deadline at the latest
+            return final
+        disp.run_here(run, list(inputs), resumed=False)
         run.done.wait()
         return state
 

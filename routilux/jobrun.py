@@ -224,6 +224,15 @@ class NodeRun:
             else:
                 job.deliver(nr, si, v)
 
+    def _emit_guarded(self, event: str, value: Any) -> None:
+        # A guarded job's emits run under the user lock, so a waiter that abandons the
+        # job (Dispatcher.await_deadline) never snapshots it halfway through an emit.
+        job = self.job
+        with job.dispatcher._user_lock:
+            if job.abandoned:
+                return
+            self._emit_inline(event, value)
+
     def has_buffered(self) -> bool:
         for pol, buf in zip(self.cn.policies, self.bufs, strict=True):
             if pol is Policy.QUEUE or pol is Policy.APPEND or pol is Policy.MERGE:
@@ -272,17 +281,20 @@ class JobRun:
 
     __slots__ = (
         "__dict__",
+        "abandoned",
         "accepting",
         "armed",
         "cancel_requested",
         "coll_active",
         "compiled",
+        "deadline_at",
         "deadline_seq",
         "dispatcher",
         "done",
         "failing",
         "finished",
         "flow",
+        "guarded",
         "history",
         "history_cap",
         "history_trim",
@@ -330,6 +342,11 @@ class JobRun:
         self.pause_requested = False
         self.cancel_requested = False
         self.deadline_seq: int | None = None
+        # Inline jobs with a timeout ("guarded"): the deadline (perf_counter time), and
+        # whether a waiter gave up on the job while the dispatcher was stuck in user code.
+        self.deadline_at: float | None = None
+        self.guarded = False
+        self.abandoned = False
         self.t0_perf = _perf()
         self.t0_wall = _now()
         self.history = state.history
@@ -362,8 +379,11 @@ class JobRun:
                 nr = pool.pop()
                 nr.job = self
                 nr.rs = rs
+                nr.emit = nr._emit_inline
             else:
                 nr = NodeRun(self, cn, rs)
+            if self.guarded:
+                nr.emit = nr._emit_guarded
             self.nodes[index] = nr
         return nr
 

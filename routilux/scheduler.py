@@ -114,6 +114,13 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._active = False  # a loop runs (on a thread of ours or a caller of run)
         self._role = threading.Lock()  # held by whoever acts as the dispatcher right now
+        # Guarded jobs (inline, with a timeout): who is in user code right now, so a
+        # waiter can give up on a job stuck there (await_deadline).
+        self._user_lock = threading.Lock()
+        self._in_user: JobRun | None = None
+        self._current: Task | None = None
+        self.guarded = 0
+        self._gen = 0  # bumped when a waiter takes the role from a thread stuck in user code
         self._finished = 0  # jobs finished so far (a combining worker pokes the loop)
         self.work: SimpleQueue[tuple[JobRun, Task, int] | None] = SimpleQueue()
         self._loops = 0
@@ -217,12 +224,15 @@ class Dispatcher:
     def _loop(self, until: JobRun | None = None) -> None:
         me = threading.get_ident()
         inbox = self.inbox
-        role = self._role
         try:
             while True:
+                role = self._role
                 with role:
+                    gen = self._gen
                     self._ident = me
                     step = self._step(until)
+                    if gen != self._gen:
+                        return  # the role was taken while this thread was stuck in user code
                 if step is _EXIT:
                     return
                 if step is _AGAIN:
@@ -320,8 +330,11 @@ class Dispatcher:
 
     def _run_inline(self, inbox: Inbox, ring: deque[JobRun], until: JobRun | None) -> None:
         run = self._run_task
+        gen = self._gen
         n = 0
         while ring:
+            if self.guarded and self._timers and self._timers[0][0] <= _perf():
+                return  # a deadline is due: fire it before running more user code
             job = ring[0]
             tasks = job.tasks
             if not tasks:
@@ -334,13 +347,14 @@ class Dispatcher:
             else:
                 ring.popleft()
                 job.in_ring = False
-            if task[0].cn.offload or job.timeout is not None:
-                # A task that may time out runs off this thread, so the deadline can fire
-                # while it blocks; the loop waits for it before running anything else.
+            if task[0].cn.offload:
+                # An activation with its own timeout runs off this thread, so the timer can
+                # abandon it; the loop waits for it before running anything else.
                 self._submit(job, task, aux=True)
                 return
-            else:
-                run(job, task)
+            run(job, task)
+            if gen != self._gen:
+                return  # this thread lost the role while in user code: touch nothing
             if until is not None and until.finished:
                 return
             n += 1
@@ -353,6 +367,12 @@ class Dispatcher:
         # The inline hot path: kept flat on purpose (each call costs ~50 ns here).
         nr = task[0]
         cn = nr.cn
+        guard = self.guarded
+        if guard:
+            with self._user_lock:
+                self._in_user = job
+                self._current = task
+                gen = self._gen
         if cn.needs_context:
             _ctx.cur = (job, nr, nr.emit)
         t0 = _perf()
@@ -362,6 +382,8 @@ class Dispatcher:
             dt = _perf() - t0
             if cn.needs_context:
                 _ctx.cur = None
+            if guard and self._leave_user(job, task, gen):
+                return
             rs = nr.rs
             rs.busy_time += dt
             rs.activations += 1
@@ -371,6 +393,8 @@ class Dispatcher:
         dt = _perf() - t0
         if cn.needs_context:
             _ctx.cur = None
+        if guard and self._leave_user(job, task, gen):
+            return
         rs = nr.rs
         rs.activations += 1
         rs.busy_time += dt
@@ -381,6 +405,103 @@ class Dispatcher:
         job.release(nr)
         if job.journal is not None:
             job.journal.task_end(task)
+
+    def _leave_user(self, job: JobRun, task: Task, gen: int) -> bool:
+        """Back from user code of a guarded dispatcher; True if ``job`` was abandoned meanwhile.
+
+        An abandoned job's activation left no trace (its emits were dropped): it goes
+        back to pending and the job fails at its deadline, as the waiter already reported.
+        If the waiter also handed the dispatcher role to a new thread (this one was stuck),
+        this thread must not touch anything any more: it posts the clean-up and leaves.
+        """
+        with self._user_lock:
+            if self._current is task:
+                self._in_user = None
+                self._current = None
+            if not job.abandoned:
+                return False
+            lost = gen != self._gen
+        if lost:
+            self.inbox.put((_CALL, lambda: self._drop_abandoned(job, task)))
+        else:
+            self._drop_abandoned(job, task)
+        return True
+
+    def _drop_abandoned(self, job: JobRun, task: Task) -> None:
+        nr, args, attempt = task
+        job.state.pending.append(PendingTask(node=nr.name, args=list(args), attempt=attempt))
+        self._deadline(job, job.timeout or 0.0)
+        job.release(nr)
+
+    def _take_over(self) -> None:
+        # With the user lock held, by a waiter whose job is stuck in user code on the
+        # dispatcher thread: that thread keeps the old role lock and leaves when its user
+        # code returns (_leave_user sees the new generation); a new loop thread takes a
+        # fresh role lock and serves every other job meanwhile.
+        self._gen += 1
+        self._role = threading.Lock()
+        self._in_user = None
+        self._current = None
+        self._start_thread()
+
+    def await_deadline(self, job: JobRun, limit: float | None = None) -> JobState | None:
+        """Wait for a guarded job (inline, with a timeout) to stop; never past its deadline.
+
+        The dispatcher fires a due deadline before it runs more user code, so once the
+        deadline has passed it can only be late while it is inside user code. Then this
+        waiter gives up on the job: it marks it abandoned (under the lock that user-code
+        entry, exit and emits take), and returns a failed snapshot of it. The live job
+        fails the same way as soon as the user code returns.
+        """
+        done = job.done
+        deadline = job.deadline_at
+        assert deadline is not None
+        give_up = None if limit is None else _perf() + limit
+        while True:
+            remaining = deadline - _perf()
+            if remaining > 0:
+                if give_up is not None and give_up < deadline:
+                    # The caller's own wait ends first: an ordinary timed wait.
+                    return job.state if done.wait(max(0.0, give_up - _perf())) else None
+                if done.wait(remaining):
+                    return job.state
+                continue
+            with self._user_lock:
+                if done.is_set():
+                    return job.state
+                if self._in_user is not None:
+                    job.abandoned = True
+                    snap = self._abandoned_snapshot(job)
+                    if self._in_user is job:
+                        self._take_over()
+                    return snap
+            # In engine code: the overdue deadline fires before any more user code runs.
+            if done.wait(None if give_up is None else max(0.0, give_up - _perf())):
+                return job.state
+            return None
+
+    def _abandoned_snapshot(self, job: JobRun) -> JobState:
+        # Called with the user lock held while the dispatcher is in user code, so nothing
+        # of this job moves (its emits wait on the lock and then drop).
+        snap = job._snapshot_now()
+        if self._in_user is job and self._current is not None:
+            nr, args, attempt = self._current
+            snap.pending.append(PendingTask(node=nr.name, args=list(args), attempt=attempt))
+        exc = JobTimeoutError(
+            f"Job {job.state.job_id} ran past its timeout of {job.timeout or 0.0:g} s"
+        )
+        record = ErrorRecord(
+            node=None,
+            type=type(exc).__qualname__,
+            message=str(exc),
+            traceback="".join(traceback.format_exception_only(type(exc), exc)),
+            at=_now(),
+        )
+        snap.errors = [*snap.errors, record]
+        snap.error = record
+        snap.status = JobStatus.FAILED
+        snap.finished_at = _now()
+        return snap
 
     def _submit_ready(self, ring: deque[JobRun]) -> None:
         while ring and self.running < self.max_workers:
@@ -580,6 +701,9 @@ class Dispatcher:
     def _start(self, job: JobRun, inputs: list[RunInput], resumed: bool) -> None:
         st = job.state
         self.jobs.add(job)
+        if self.inline and job.timeout is not None:
+            job.guarded = True  # before any NodeRun is made: their emits take the user lock
+            self.guarded += 1
         st.status = JobStatus.RUNNING
         if st.started_at is None:
             st.started_at = _now()
@@ -592,7 +716,11 @@ class Dispatcher:
             return
         timeout = job.timeout
         if timeout is not None:
-            job.deadline_seq = self.after(timeout, lambda: self._deadline(job, timeout))
+            if job.deadline_at is None:
+                job.deadline_at = _perf() + timeout
+            job.deadline_seq = self.after(
+                max(0.0, job.deadline_at - _perf()), lambda: self._deadline(job, timeout)
+            )
         touched: list[NodeRun] = []
         for inp in inputs:
             nr = job.node_run(inp.slot.node.node_name)
@@ -719,6 +847,9 @@ class Dispatcher:
     def finish(self, job: JobRun, status: JobStatus) -> None:
         if job.finished:
             return
+        if job.guarded:
+            job.guarded = False
+            self.guarded -= 1
         self._finished += 1
         st = job.state
         if job.deadline_seq is not None:
@@ -847,7 +978,14 @@ class Job:
         Raises:
             JobTimeoutError: the job is still running after ``timeout`` seconds (it goes on).
         """
-        if not self._run.done.wait(timeout):
+        run = self._run
+        if run.deadline_at is not None and run.dispatcher.inline:
+            state = run.dispatcher.await_deadline(run, timeout)
+            if state is not None:
+                return state
+        elif self._run.done.wait(timeout):
+            return self._run.state
+        if not self._run.done.is_set():
             msg = f"Job {self.job_id} still {self.status} after waiting {timeout:g} s"
             raise JobTimeoutError(msg)
         return self._run.state

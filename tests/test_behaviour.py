@@ -1247,3 +1247,62 @@ def test_routine_without_slots_is_a_source_run_once_per_job(workers: int) -> Non
     assert flow.run(timeout=10).outputs == {"total.result": [6]}
     assert flow.run(t.bonus(100), timeout=10).outputs == {"total.result": [106]}
     assert calls == ["seed", "seed"]
+
+
+def test_inline_jobs_with_a_timeout_still_run_inline() -> None:
+    # A job timeout must not cost a thread hand-off per task: every activation of a
+    # max_workers=1 job runs on the same (dispatcher) thread.
+    threads: set[int] = set()
+
+    @routine
+    def spread(n: int) -> Iterator[int]:
+        threads.add(threading.get_ident())
+        yield from range(n)
+
+    @routine
+    def note(x: int) -> int:
+        threads.add(threading.get_ident())
+        return x
+
+    with Flow("timed-inline", max_workers=1) as flow:
+        s, n = spread(), note()
+        s.result >> n.x
+    state = flow.run(s.n(50), timeout=30)
+    assert state.status is JobStatus.COMPLETED
+    assert sorted(state.outputs["note.result"]) == list(range(50))
+    assert len(threads) == 1
+
+
+def test_a_job_stuck_past_its_deadline_is_reported_failed_and_its_late_work_dropped() -> None:
+    entered = threading.Event()
+    release = threading.Event()
+
+    @routine
+    def slow(x: int) -> Iterator[int]:
+        entered.set()
+        release.wait(30)
+        yield x  # emitted after the deadline: must be dropped
+
+    @routine
+    def sink(y: int) -> int:
+        return y
+
+    with Flow("stuck-inline", max_workers=1) as flow:
+        s, k = slow(), sink()
+        s.result >> k.y
+    job = flow.start(s.x(7), timeout=0.2)
+    try:
+        assert entered.wait(10)
+        reported = job.wait()  # returns at the deadline, while `slow` still blocks
+        assert reported.status is JobStatus.FAILED
+        assert reported.error is not None
+        assert reported.error.type == "JobTimeoutError"
+        assert [(p.node, p.args) for p in reported.pending] == [("slow", [7])]
+        # The dispatcher role moved to a new thread: other jobs run meanwhile.
+        assert flow.run(k.y(1), timeout=10).outputs == {"sink.result": [1]}
+    finally:
+        release.set()
+    live = flow.wait(job.state, timeout=10)
+    assert live.status is JobStatus.FAILED
+    assert "sink.result" not in live.outputs
+    assert [(p.node, p.args) for p in live.pending] == [("slow", [7])]
