@@ -52,7 +52,8 @@ class Slot(Generic[T_contra]):
             WiringError: ``value`` does not fit the slot's type (checked shallowly, as
                 mypy would check the call statically).
         """
-        if not value_fits(value, self.type):
+        tp = self.type
+        if type(value) is not tp and tp is not Any and not value_fits(value, tp):
             msg = (
                 f"Cannot feed {value!r} ({type_name(type(value))}) to `{self.qualname}`: "
                 f"it expects {type_name(self.type)}"
