@@ -607,7 +607,7 @@ class Journal:
                 d.bufs.append((k[0], k[1], len(old), [], False))
 
     def _locate(self, d: Delta, exc: BaseException) -> SnapshotError:
-        from .job_state import _unencodable
+        from .job_state import unencodable_error
 
         places: list[tuple[str, Any]] = []
         places.extend((f"node `{n}`, pending activation", a) for _, n, a, _ in d.new)
@@ -616,16 +616,7 @@ class Journal:
         places.extend((f"node `{n}`, routine state", rs.state) for n, rs in d.rstates.items())
         places.append(("shared data", d.shared_data))
         places.append(("shared log", d.shared_log))
-        for place, value in places:
-            bad = _unencodable(value)
-            if bad is not None:
-                msg = (
-                    f"Cannot journal job {self.job_id}: {place} holds a value of type {bad}, "
-                    "which msgspec cannot encode (use builtins, Structs, dataclasses, enums, "
-                    "datetime, UUID, Decimal or bytes)"
-                )
-                return SnapshotError(msg)
-        return SnapshotError(f"Cannot journal job {self.job_id}: {exc}")
+        return unencodable_error(f"journal job {self.job_id}", places, exc)
 
 
 def _diff(old: Any, new: list[Any]) -> tuple[int, list[Any]]:

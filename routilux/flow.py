@@ -417,6 +417,19 @@ class Flow(ClassicFlowMixin):
                 required slot of a node they reach with nothing to feed it.
             ValueError: an unknown checkpoint policy, or one that writes with no store.
         """
+        run = self._prepare(inputs, job_id, timeout, store, checkpoint)
+        run.dispatcher.submit(run, list(inputs), resumed=False)
+        return Job(self, run)
+
+    def _prepare(
+        self,
+        inputs: tuple[RunInput, ...],
+        job_id: str | None,
+        timeout: float | None,
+        store: JobStore | None,
+        checkpoint: CheckpointPolicy | None,
+    ) -> JobRun:
+        """Check the inputs and make the job's state and run (shared by start and run)."""
         compiled = self._compile()
         self._check_inputs(compiled, inputs)
         state = JobState(
@@ -429,8 +442,7 @@ class Flow(ClassicFlowMixin):
         run = self._new_run(compiled, state, timeout)
         if store is not None or checkpoint is not None:
             attach(run, store, checkpoint)
-        run.dispatcher.submit(run, list(inputs), resumed=False)
-        return Job(self, run)
+        return run
 
     def _new_run(self, compiled: CompiledFlow, state: JobState, timeout: float | None) -> JobRun:
         disp = self._get_dispatcher()
@@ -456,18 +468,8 @@ class Flow(ClassicFlowMixin):
         recorded in its state; ``run`` returns that state. ``store`` and ``checkpoint``
         are as for :meth:`start`.
         """
-        compiled = self._compile()
-        self._check_inputs(compiled, inputs)
-        state = JobState(
-            flow_id=self.flow_id,
-            job_id=job_id if job_id is not None else new_id(),
-            history_limit=self.history_limit,
-            output_limit=self.output_limit,
-            fingerprint=flow_fingerprint(compiled),
-        )
-        run = self._new_run(compiled, state, timeout)
-        if store is not None or checkpoint is not None:
-            attach(run, store, checkpoint)
+        run = self._prepare(inputs, job_id, timeout, store, checkpoint)
+        state = run.state
         disp = run.dispatcher
         if run.timeout is not None and disp.inline:
             # The caller must stay free to give up on a job stuck in user code at its

@@ -289,6 +289,28 @@ def _offender(value: Any) -> str:
     return f"{type(value).__module__}.{type(value).__qualname__}"
 
 
+def unencodable_error(
+    what: str, places: list[tuple[str, Any]], exc: BaseException
+) -> SnapshotError:
+    """The error for an encode failure: the first of ``places`` holding an unencodable value.
+
+    Args:
+        what: The failed action and its job, e.g. ``"snapshot job 1f…"``.
+        places: ``(where, value)`` pairs to search, in the order to report them.
+        exc: msgspec's own error, used when no place is to blame.
+    """
+    for place, value in places:
+        bad = _unencodable(value)
+        if bad is not None:
+            msg = (
+                f"Cannot {what}: {place} holds a value of type {bad}, "
+                "which msgspec cannot encode (use builtins, Structs, dataclasses, enums, "
+                "datetime, UUID, Decimal or bytes)"
+            )
+            return SnapshotError(msg)
+    return SnapshotError(f"Cannot {what}: {exc}")
+
+
 def _locate_unencodable(snap: JobState, exc: BaseException) -> SnapshotError:
     where: list[tuple[str, Any]] = []
     where.extend((f"node `{p.node}`, pending activation", a) for p in snap.pending for a in p.args)
@@ -297,13 +319,4 @@ def _locate_unencodable(snap: JobState, exc: BaseException) -> SnapshotError:
     where.extend((f"node `{n}`, routine state", rs.state) for n, rs in snap.routine_states.items())
     where.append(("shared data", snap.shared_data))
     where.append(("shared log", snap.shared_log))
-    for place, value in where:
-        bad = _unencodable(value)
-        if bad is not None:
-            msg = (
-                f"Cannot snapshot job {snap.job_id}: {place} holds a value of type {bad}, "
-                "which msgspec cannot encode (use builtins, Structs, dataclasses, enums, "
-                "datetime, UUID, Decimal or bytes)"
-            )
-            return SnapshotError(msg)
-    return SnapshotError(f"Cannot snapshot job {snap.job_id}: {exc}")
+    return unencodable_error(f"snapshot job {snap.job_id}", where, exc)

@@ -980,15 +980,13 @@ class Job:
         """
         run = self._run
         if run.deadline_at is not None and run.dispatcher.inline:
-            state = run.dispatcher.await_deadline(run, timeout)
-            if state is not None:
-                return state
-        elif self._run.done.wait(timeout):
-            return self._run.state
-        if not self._run.done.is_set():
+            state = run.dispatcher.await_deadline(run, timeout)  # never past the deadline
+        else:
+            state = run.state if run.done.wait(timeout) else None
+        if state is None:
             msg = f"Job {self.job_id} still {self.status} after waiting {timeout:g} s"
             raise JobTimeoutError(msg)
-        return self._run.state
+        return state
 
     def pause(self, timeout: float | None = None) -> JobState:
         """Stop dispatching, let running tasks finish, keep queued work as pending."""
