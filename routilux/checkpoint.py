@@ -352,7 +352,7 @@ class Journal:
         self.pushed: dict[tuple[NodeRun, int], int] = {}
         self.dirty: dict[NodeRun, None] = {}
         self.exact = policy == "every_task" and self._count_deliveries()
-        run.on_finish.append(self._finished)
+        run.on_finish = [*run.on_finish, self._finished]
 
     def _count_deliveries(self) -> bool:
         from .jobrun import JobRun

@@ -13,9 +13,10 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from queue import Empty, SimpleQueue
-from typing import TYPE_CHECKING, Any, TypeVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import msgspec
 
@@ -118,6 +119,20 @@ class Inbox:
     def put(self, msg: tuple[Any, ...]) -> None:
         self._q.append(msg)  # before the bell: a woken reader always finds the message
         self._bell.put(None)
+
+    def put_quiet(self, msg: tuple[Any, ...]) -> None:
+        """Queue ``msg`` without ringing: for a poster about to read the inbox itself.
+
+        A ring that no loop answers would stay in the doorbell's queue for good (one
+        per blocking ``flow.run``).
+        """
+        self._q.append(msg)
+
+    def silence(self) -> None:
+        """Drop stale rings (the caller holds the role and the inbox is empty)."""
+        bell = self._bell
+        while not bell.empty():
+            bell.get_nowait()
 
     def empty(self) -> bool:
         return not self._q
@@ -265,6 +280,7 @@ def _apply_mapping(value: Any, mapping: dict[str, str]) -> Any:
 
 
 Task = tuple[NodeRun, tuple[Any, ...], int]
+_NO_TASKS: Mapping[int, Task] = MappingProxyType({})
 
 #: A routine's status (``RoutineState.status``) after a failure, by the policy's decision
 #: (routilux 0.10's names).
@@ -279,19 +295,17 @@ _STATUS_AFTER = {
 class JobRun:
     """A running job: the dispatcher's private structures behind one live JobState."""
 
+    # Attributes read or written per task live in slots; the rarely set ones start as
+    # class-level defaults (immutable, replaced on first write), so starting a job
+    # sets a third as many attributes.
     __slots__ = (
         "__dict__",
-        "abandoned",
         "accepting",
         "armed",
-        "cancel_requested",
         "coll_active",
         "compiled",
-        "deadline_at",
-        "deadline_seq",
         "dispatcher",
         "done",
-        "failing",
         "finished",
         "flow",
         "guarded",
@@ -304,19 +318,27 @@ class JobRun:
         "live_emits",
         "nodes",
         "on_error",
-        "on_finish",
         "output_limit",
-        "pause_requested",
-        "restored",
         "running",
         "state",
-        "t0_perf",
-        "t0_wall",
         "tasks",
-        "timeout",
-        "waiting",
         "wall0",
     )
+
+    abandoned = False
+    cancel_requested = False
+    pause_requested = False
+    failing = False
+    deadline_seq: int | None = None
+    # Inline jobs with a timeout ("guarded"): the deadline (perf_counter time), and
+    # whether a waiter gave up on the job while the dispatcher was stuck in user code.
+    deadline_at: float | None = None
+    timeout: float | None = None
+    restored: Sequence[Task] = ()
+    on_finish: Sequence[Callable[[JobRun], None]] = ()
+    # Retries waiting on a timer, by timer seq. The default is a shared read-only empty
+    # mapping; the retry path gives a job its own dict before the first write.
+    waiting: dict[int, Task] = cast("dict[int, Task]", _NO_TASKS)
 
     def __init__(
         self,
@@ -337,31 +359,20 @@ class JobRun:
         self.accepting = False
         self.live_emits = True
         self.finished = False
+        self.guarded = False
+        self.journal: Any = None
         self.armed: dict[NodeRun, None] = {}
         self.done = Latch()
-        self.pause_requested = False
-        self.cancel_requested = False
-        self.deadline_seq: int | None = None
-        # Inline jobs with a timeout ("guarded"): the deadline (perf_counter time), and
-        # whether a waiter gave up on the job while the dispatcher was stuck in user code.
-        self.deadline_at: float | None = None
-        self.guarded = False
-        self.abandoned = False
-        self.t0_perf = _perf()
-        self.t0_wall = _now()
+        # Task records carry wall-clock start times measured on the monotonic clock.
+        self.wall0 = _now() - _perf()
         self.history = state.history
-        self.history_cap = max(state.history_limit, 0)
-        self.history_trim = self.history_cap + min(256, self.history_cap // 4)
-        self.wall0 = self.t0_wall - self.t0_perf
+        cap = state.history_limit
+        self.history_cap = cap if cap > 0 else 0
+        self.history_trim = self.history_cap + (self.history_cap >> 2 if cap < 1024 else 256)
         self.output_limit = state.output_limit
-        self.on_finish: list[Callable[[JobRun], None]] = []
-        self.failing = False
-        self.timeout: float | None = None
-        self.restored: list[Task] = []
-        self.journal: Any = None
-        self.waiting: dict[int, Task] = {}  # retries waiting on a timer, by timer seq
         # NodeRuns are made on first touch: a job that visits 3 nodes of 300 pays for 3.
-        self.nodes: list[NodeRun | None] = [None] * len(compiled.nodes)
+        n = len(compiled.nodes)
+        self.nodes: list[NodeRun | None] = [None] * n
         self.coll_active = [0] * compiled.n_colls
         state._run = self  # type: ignore[attr-defined]
 

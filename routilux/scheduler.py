@@ -199,10 +199,12 @@ class Dispatcher:
             )
             raise StateError(msg)
         with self._lock:
-            self.inbox.put((_START, job, inputs, resumed))
             if self._active:
+                self.inbox.put((_START, job, inputs, resumed))
                 return
             self._active = True
+            # No loop waits on the doorbell now: this thread reads the inbox next.
+            self.inbox.put_quiet((_START, job, inputs, resumed))
         self._loop(until=job)
 
     def shutdown(self, wait: bool = True) -> None:
@@ -268,6 +270,7 @@ class Dispatcher:
         if not self.jobs and not self.running:
             with self._lock:
                 if inbox.empty():
+                    inbox.silence()
                     self._stop_loops()
                     self._active = False
                     self._ident = None
@@ -323,6 +326,7 @@ class Dispatcher:
             self._ident = None
             idle = self.inbox.empty() and not self.jobs and not self.running
             if idle and not self._timers:
+                self.inbox.silence()  # rings of messages this thread already handled
                 self._stop_loops()
                 self._active = False
                 return
@@ -731,9 +735,10 @@ class Dispatcher:
         if job.failing:
             return  # delivering an input failed the job (a Reduce fold raised)
         job.accepting = True
-        for nr, args, attempt in job.restored:
-            job.form(nr, args, attempt)
-        job.restored = []
+        if job.restored:
+            for nr, args, attempt in job.restored:
+                job.form(nr, args, attempt)
+            job.restored = ()
         for nr in job.touched() if resumed else touched:
             job.activate(nr)
         if not resumed:
@@ -777,6 +782,8 @@ class Dispatcher:
                     self.ring.append(job)
 
             seq = self.after(decision.delay, again)
+            if not job.waiting:
+                job.waiting = {}  # the class default is shared and read-only
             job.waiting[seq] = (nr, args, attempt + 1)
             return
         if decision.action == "stop":

@@ -174,6 +174,23 @@ def test_many_short_jobs_wait_without_polling_delays(workers: int) -> None:
     assert time.perf_counter() - t0 < 2.5
 
 
+@pytest.mark.parametrize("workers", [1, 4])
+def test_blocking_runs_leave_no_residue_in_the_dispatcher(workers: int) -> None:
+    # A long-lived service calls flow.run millions of times: the dispatcher's memory must
+    # not grow with the number of jobs (each blocking run once left a doorbell ring behind).
+    @routine
+    def inc(x: int) -> int:
+        return x + 1
+
+    with Flow("residue", max_workers=workers) as flow:
+        i = inc()
+    for n in range(300):
+        assert flow.run(i.x(n)).outputs == {"inc.result": [n + 1]}
+    disp = flow._dispatcher
+    assert disp is not None
+    assert (disp.inbox.empty(), disp.inbox._bell.qsize(), disp.jobs) == (True, 0, set())
+
+
 def test_run_inside_a_routine_of_the_same_flow_is_refused() -> None:
     errors: list[str] = []
 
