@@ -210,6 +210,8 @@ class Flow(ClassicFlowMixin):
         with self._lock:
             if self._compiled is None or self._compiled_version != self._version:
                 self._compiled = CompiledFlow(list(self.nodes.values()), self.connections)
+                for cn in self._compiled.nodes:
+                    cn.totals = self._totals.setdefault(cn.name, cn.totals)
                 self._compiled_version = self._version
                 self._checked_inputs = {}
             return self._compiled
@@ -619,6 +621,8 @@ class Flow(ClassicFlowMixin):
             disp.shutdown(wait=wait)
 
     def _account(self, run: JobRun) -> None:
+        # A resumed job's counters, including those of nodes it has not touched in this
+        # process (a fresh job's are folded as its NodeRuns retire, see JobRun.recycle).
         # Plain lists, summed on the dispatcher thread; stats() freezes a copy on demand.
         totals = self._totals
         for name, rs in run.state.routine_states.items():
@@ -636,7 +640,7 @@ class Flow(ClassicFlowMixin):
     def routine_stats(self, name: str) -> RoutineStats:
         """Node ``name``'s counters summed over this flow's finished jobs (a frozen copy)."""
         t = self._totals.get(name)
-        if t is None:
+        if t is None or not t[5]:
             return RoutineStats()
         a, e, err, r, busy, jobs = t
         return RoutineStats(

@@ -45,6 +45,7 @@ class CNode:
         "routes",
         "slot_specs",
         "spec",
+        "totals",
     )
 
     def __init__(self, index: int, node: NodeBase) -> None:
@@ -69,6 +70,9 @@ class CNode:
         self.coll_ids: tuple[int, ...] = ()
         # Stateful DSL routines find their node's state through the task context too.
         self.pool: list[Any] = []  # recycled NodeRuns (scheduler.JobRun.recycle)
+        # Counters summed over finished jobs: activations, emits, errors, retries, busy
+        # time, jobs. Flow._compile shares one list per node name across recompiles.
+        self.totals: list[float] = [0, 0, 0, 0, 0.0, 0]
         self.needs_context = spec.kind == "classic" or spec.state is not None
         # Activations with a timeout run off the dispatcher thread so they can be abandoned.
         self.offload = spec.timeout is not None

@@ -326,6 +326,7 @@ class JobRun:
     )
 
     abandoned = False
+    resumed = False  # started from a restored or paused state
     cancel_requested = False
     pause_requested = False
     failing = False
@@ -398,24 +399,38 @@ class JobRun:
             self.nodes[index] = nr
         return nr
 
-    def recycle(self) -> None:
-        """Return this finished job's single-queue NodeRuns to their node's free list.
+    def recycle(self, fold: bool) -> None:
+        """Retire this finished job's NodeRuns; with ``fold``, add their counters to the flow's.
 
-        Making a NodeRun is about a third of a short job's cost; a finished job's are
-        reset (empty buffer, nothing in flight) and reused by the next job. Only the
-        dispatcher thread makes and recycles them. Tasks abandoned after a timeout still
-        hold theirs, but their emits and results are dropped by token (see _handle).
+        Making a NodeRun is about a third of a short job's cost; a finished job's
+        single-queue ones are reset (empty buffer, nothing in flight) and reused by the
+        next job. Only the dispatcher thread makes and recycles them. Tasks abandoned
+        after a timeout still hold theirs, but their emits and results are dropped by
+        token (see _handle). Folding here, in the same pass, spares the flow's totals a
+        second walk over the job's routine states.
         """
         nodes = self.nodes
         for i, nr in enumerate(nodes):
             if nr is None:
                 continue
             nodes[i] = None
+            cn = nr.cn
+            if fold:
+                rs = nr.rs
+                t = cn.totals
+                t[0] += rs.activations
+                t[1] += rs.emits
+                t[4] += rs.busy_time
+                t[5] += 1
+                if rs.errors or rs.retries:
+                    t[2] += rs.errors
+                    t[3] += rs.retries
             q0 = nr.q0
             if q0 is None or nr.inflight:
                 continue
-            q0.clear()
-            pool = nr.cn.pool
+            if q0:
+                q0.clear()
+            pool = cn.pool
             if len(pool) < 32:
                 pool.append(nr)
 

@@ -713,6 +713,7 @@ class Dispatcher:
             st.started_at = _now()
         try:
             if resumed:
+                job.resumed = True
                 job.restore(st)
         except SnapshotError as exc:
             self._record_error(job, None, exc, 1)
@@ -875,7 +876,8 @@ class Dispatcher:
         st.status = status
         if status is not JobStatus.PAUSED:
             st.finished_at = _now()
-            self.flow._account(job)
+            if job.resumed:
+                self.flow._account(job)
         hist = st.history
         if len(hist) > st.history_limit:
             extra = len(hist) - st.history_limit
@@ -892,7 +894,7 @@ class Dispatcher:
             except Exception as exc:
                 self._record_error(job, None, exc, 1)
         if status is not JobStatus.PAUSED:
-            job.recycle()
+            job.recycle(fold=not job.resumed)
         # Detached only after the callbacks (e.g. a store's final write): flow.wait(state)
         # returns once `state.live` is None, and must not return before they are done.
         st._run = None  # type: ignore[attr-defined]
