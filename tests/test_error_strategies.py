@@ -476,3 +476,15 @@ def test_error_handler_accepts_the_0_10_retry_backoff_name() -> None:
     handler = ErrorHandler("retry", 2, 0.5, retry_backoff=4.0)
     assert handler.retry_backoff == 4.0
     assert handler.decide(OSError("x"), 2).delay == pytest.approx(2.0)
+
+
+def test_flow_wide_stats_sum_errors_and_retries_over_jobs(workers: int) -> None:
+    flow, src, node = fragile_flow(workers, policy=Retry(max_attempts=2, then=Continue()))
+    for _ in range(3):
+        state = flow.run(src.n(3), timeout=10)
+        assert state.status is JobStatus.COMPLETED
+        # x == 1 fails twice (one retry), the others pass: 4 runs, 2 errors, 1 retry.
+        rs = state.routine_states["fragile"]
+        assert (rs.activations, rs.errors, rs.retries) == (4, 2, 1)
+    total = node.stats()
+    assert (total.activations, total.errors, total.retries, total.jobs) == (12, 6, 3, 3)

@@ -373,3 +373,33 @@ def test_resume_converts_outputs_collected_before_the_pause() -> None:
     final = flow.wait(flow.resume(paused), timeout=10)
     assert final.status is JobStatus.COMPLETED
     assert final.outputs["wrap.result"] == [Total(0, [0]), Total(1, [1]), Total(2, [2])]
+
+
+def test_flow_wide_stats_count_a_paused_and_resumed_job_once(workers: int) -> None:
+    flow, s = flows.map_reduce(workers)
+    paused = flows.run_paused(flow, s, 12, 5)
+    assert paused.status is JobStatus.PAUSED
+    work = flow.node("work")
+    # A paused job is not finished: nothing is folded into the flow's totals yet.
+    assert work.stats().jobs == 0
+    state = flow.wait(flow.resume(paused), timeout=30)
+    assert state.status is JobStatus.COMPLETED
+    # Every item ran exactly once across the pause, and the job counts once.
+    assert state.routine_states["work"].activations == 12
+    assert (work.stats().activations, work.stats().jobs) == (12, 1)
+    assert (flow.node("total").stats().activations, flow.node("total").stats().jobs) == (1, 1)
+
+
+def test_flow_wide_stats_of_a_job_resumed_from_bytes_in_a_fresh_flow(workers: int) -> None:
+    flow, s = flows.map_reduce(workers)
+    paused = flows.run_paused(flow, s, 12, 5)
+    ran_before = paused.routine_states["work"].activations
+    again, _ = flows.map_reduce(workers)
+    state = again.wait(again.resume(JobState.from_bytes(paused.to_bytes())), timeout=30)
+    assert state.outputs == {"total.result": [flows.expected_total(12)]}
+    # The fresh flow's totals take the job's whole counters, including those of `split`,
+    # which ran before the pause and never in this flow.
+    assert again.node("work").stats().activations == 12
+    split_stats = again.node("split").stats()
+    assert (split_stats.activations, split_stats.emits, split_stats.jobs) == (1, 12, 1)
+    assert ran_before < 12
