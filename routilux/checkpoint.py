@@ -25,6 +25,7 @@ effects and no record holds half of a running task's.
 
 from __future__ import annotations
 
+import functools
 import operator
 import time
 import weakref
@@ -231,8 +232,18 @@ def _enc_hook(obj: Any) -> Any:
 
 
 _ENC = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
-_DELTA_DEC = msgspec.msgpack.Decoder(Delta)
-_CKPT_DEC = msgspec.msgpack.Decoder(Checkpoint)
+
+
+# The typed decoders are built on first use: building one walks its Struct types (~1 ms
+# for these two), which a program that never reads a store back need not pay at import.
+@functools.cache
+def _delta_decoder() -> msgspec.msgpack.Decoder[Delta]:
+    return msgspec.msgpack.Decoder(Delta)
+
+
+@functools.cache
+def _checkpoint_decoder() -> msgspec.msgpack.Decoder[Checkpoint]:
+    return msgspec.msgpack.Decoder(Checkpoint)
 
 
 def encode_checkpoint(ckpt: Checkpoint) -> bytes:
@@ -252,7 +263,7 @@ def decode_checkpoint(blob: bytes, where: str) -> Checkpoint:
         SnapshotError: naming ``where`` (the store's file or row) and what is wrong.
     """
     try:
-        return _CKPT_DEC.decode(blob)
+        return _checkpoint_decoder().decode(blob)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         msg = f"Cannot read the snapshot in {where} ({len(blob)} bytes): {exc}"
         raise SnapshotError(msg) from exc
@@ -272,9 +283,10 @@ def replay(ckpt: Checkpoint, records: list[bytes], where: str) -> JobState:
     for i, p in enumerate(st.pending[len(ckpt.seqs) :]):
         pending[-2 - i] = p
     bufs: dict[tuple[str, str], SlotBuffer] = {(b.node, b.slot): b for b in st.buffers}
+    decoder = _delta_decoder()
     for i, blob in enumerate(records):
         try:
-            d = _DELTA_DEC.decode(blob)
+            d = decoder.decode(blob)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             msg = f"Cannot read journal record {i} of {where}: {exc}"
             raise SnapshotError(msg) from exc

@@ -32,7 +32,6 @@ import sys
 import threading
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Generic, ParamSpec, TypeVar
 
 import msgspec
@@ -92,8 +91,7 @@ activations: a config input for a stream.
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Reduce:
+class Reduce(msgspec.Struct, frozen=True):
     """``x: Annotated[T, Reduce(fn)]``: fold deliveries with ``fn(acc, value)``.
 
     Args:
@@ -105,8 +103,7 @@ class Reduce:
     initial: Any = SlotSpec.NO_DEFAULT
 
 
-@dataclass(frozen=True, slots=True)
-class Batch:
+class Batch(msgspec.Struct, frozen=True):
     """``Annotated[Append[T], Batch(n)]``: fire as soon as ``n`` values are buffered."""
 
     size: int

@@ -8,8 +8,9 @@ job does next. Retries wait on the dispatcher's timer, never blocking other task
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+
+import msgspec
 
 __all__ = [
     "Continue",
@@ -37,32 +38,32 @@ class ErrorPolicy(Protocol):
     def decide(self, exc: BaseException, attempt: int) -> Decision: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Stop:
+# The policies are frozen msgspec Structs, not dataclasses, for import time (see
+# routilux/spec.py); derive a changed copy with ``msgspec.structs.replace``.
+
+
+class Stop(msgspec.Struct, frozen=True):
     """Fail the job (the default): status ``failed``, the error recorded, queued work kept as pending."""
 
     def decide(self, exc: BaseException, attempt: int) -> Decision:
         return Decision("stop")
 
 
-@dataclass(frozen=True, slots=True)
-class Continue:
+class Continue(msgspec.Struct, frozen=True):
     """Record the error and let the job go on (the routine counts as failed for this activation)."""
 
     def decide(self, exc: BaseException, attempt: int) -> Decision:
         return Decision("continue")
 
 
-@dataclass(frozen=True, slots=True)
-class Skip:
+class Skip(msgspec.Struct, frozen=True):
     """Record the error, mark the activation skipped, and let the job go on."""
 
     def decide(self, exc: BaseException, attempt: int) -> Decision:
         return Decision("skip")
 
 
-@dataclass(frozen=True, slots=True)
-class Retry:
+class Retry(msgspec.Struct, frozen=True):
     """Run the activation again, up to ``max_attempts`` in all, then apply ``then``.
 
     Args:
@@ -77,7 +78,7 @@ class Retry:
     delay: float = 0.0
     backoff: float = 1.0
     on: tuple[type[BaseException], ...] = (Exception,)
-    then: Any = field(default_factory=Stop)
+    then: Any = msgspec.field(default_factory=Stop)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

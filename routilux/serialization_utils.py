@@ -9,7 +9,6 @@ by ``module`` and name, never pickled.
 from __future__ import annotations
 
 import builtins
-import dataclasses
 import importlib
 import inspect
 from collections.abc import Callable
@@ -149,12 +148,11 @@ def serialize_policy(policy: Any) -> dict[str, Any] | None:
     if isinstance(policy, Stop | Continue | Skip):
         return {"_type": type(policy).__name__}
     if isinstance(policy, Retry):
-        fields = dataclasses.asdict(policy)
         return {
             "_type": "Retry",
-            "max_attempts": fields["max_attempts"],
-            "delay": fields["delay"],
-            "backoff": fields["backoff"],
+            "max_attempts": policy.max_attempts,
+            "delay": policy.delay,
+            "backoff": policy.backoff,
             "on": _exc_names(policy.on),
             "then": serialize_policy(policy.then),
         }
