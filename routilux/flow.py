@@ -38,6 +38,10 @@ _UNSET: Any = object()
 _STRATEGIES = ("sequential", "concurrent")
 
 
+#: What a flow has compiled before its first job: never matches a graph version.
+_NOT_COMPILED = CompiledFlow([], [])
+
+
 class Flow(ClassicFlowMixin):
     """A graph of routines and the engine that runs its jobs.
 
@@ -96,8 +100,7 @@ class Flow(ClassicFlowMixin):
         self.nodes: dict[str, NodeBase] = {}
         self.connections: list[Connection] = []
         self._version = 0
-        self._compiled: CompiledFlow | None = None
-        self._compiled_version = -1
+        self._compiled_at: tuple[int, CompiledFlow] = (-1, _NOT_COMPILED)
         self._dispatcher: Dispatcher | None = None
         self._lock = threading.RLock()
         self._totals: dict[str, list[float]] = {}
@@ -207,14 +210,19 @@ class Flow(ClassicFlowMixin):
         return conn
 
     def _compile(self) -> CompiledFlow:
+        # One read of an immutable pair: a job start pays no lock when the graph is unchanged.
+        version, compiled = self._compiled_at
+        if version == self._version:
+            return compiled
         with self._lock:
-            if self._compiled is None or self._compiled_version != self._version:
-                self._compiled = CompiledFlow(list(self.nodes.values()), self.connections)
-                for cn in self._compiled.nodes:
+            version, compiled = self._compiled_at
+            if version != self._version:
+                compiled = CompiledFlow(list(self.nodes.values()), self.connections)
+                for cn in compiled.nodes:
                     cn.totals = self._totals.setdefault(cn.name, cn.totals)
-                self._compiled_version = self._version
                 self._checked_inputs = {}
-            return self._compiled
+                self._compiled_at = (self._version, compiled)
+            return compiled
 
     def node(self, name: str) -> NodeBase:
         """The node called ``name``.
@@ -384,7 +392,7 @@ class Flow(ClassicFlowMixin):
         # Keyed by the Slot objects themselves: the cache is cleared whenever the graph
         # changes (see _compile), so a slot seen before is still a slot of this flow.
         try:
-            key: Any = frozenset([i.slot for i in inputs])
+            key: Any = inputs[0].slot if len(inputs) == 1 else frozenset([i.slot for i in inputs])
         except AttributeError:
             key = None
         if key is not None and key in self._checked_inputs:
@@ -480,7 +488,7 @@ class Flow(ClassicFlowMixin):
             final = disp.await_deadline(run)
             assert final is not None  # no limit: returns at the deadline at the latest
             return final
-        disp.run_here(run, list(inputs), resumed=False)
+        disp.run_here(run, inputs, resumed=False)
         run.done.wait()
         return state
 

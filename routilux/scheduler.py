@@ -30,7 +30,7 @@ import threading
 import traceback
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any
 
@@ -144,7 +144,7 @@ class Dispatcher:
 
     # -- entry points (any thread) ---------------------------------------------------
 
-    def submit(self, job: JobRun, inputs: list[RunInput], resumed: bool) -> None:
+    def submit(self, job: JobRun, inputs: Sequence[RunInput], resumed: bool) -> None:
         self._post((_START, job, inputs, resumed))
 
     def call(self, fn: Callable[[], _T]) -> _T:
@@ -181,7 +181,7 @@ class Dispatcher:
             target=self._loop, name=f"routilux-{self.flow.flow_id}", daemon=True
         ).start()
 
-    def run_here(self, job: JobRun, inputs: list[RunInput], resumed: bool) -> None:
+    def run_here(self, job: JobRun, inputs: Sequence[RunInput], resumed: bool) -> None:
         """Start ``job`` and, if no dispatcher loop is active, be the dispatcher until it stops.
 
         A blocking ``flow.run`` thus costs no thread hand-off; jobs started meanwhile by
@@ -256,7 +256,7 @@ class Dispatcher:
             handle(inbox.get_nowait())
         if self._timers:
             self._fire_timers()
-        if until is not None and until.done.is_set():
+        if until is not None and until.finished:
             self._hand_off()
             return _EXIT
         if ring:
@@ -327,7 +327,8 @@ class Dispatcher:
             idle = self.inbox.empty() and not self.jobs and not self.running
             if idle and not self._timers:
                 self.inbox.silence()  # rings of messages this thread already handled
-                self._stop_loops()
+                if self._loops:
+                    self._stop_loops()
                 self._active = False
                 return
             self._start_thread()
@@ -406,7 +407,14 @@ class Dispatcher:
         hist.append(TaskRecord(nr.name, job.wall0 + t0, dt, True))
         if len(hist) > job.history_trim:
             job.trim_history()
-        job.release(nr)
+        q0 = nr.q0
+        if q0 is None or q0 or cn.desc_colls:
+            job.release(nr)
+        else:  # job.release(nr), inlined: nothing waits in this node, nothing downstream collects
+            nr.inflight -= 1
+            job.inflight -= 1
+            if not job.inflight:
+                job.idle()
         if job.journal is not None:
             job.journal.task_end(task)
 
@@ -702,7 +710,7 @@ class Dispatcher:
 
     # -- job lifecycle ---------------------------------------------------------------
 
-    def _start(self, job: JobRun, inputs: list[RunInput], resumed: bool) -> None:
+    def _start(self, job: JobRun, inputs: Sequence[RunInput], resumed: bool) -> None:
         st = job.state
         self.jobs.add(job)
         if self.inline and job.timeout is not None:
