@@ -517,6 +517,10 @@ def build_spec(
         doc=inspect.getdoc(fn) or "",
         target=fn,
         state=state_cls,
+        # A function's one emit is its return value, made as the activation's last step.
+        tail_emit=kind in ("function", "async")
+        and "result" in event_names
+        and not any(role in ("out", "kwout") for role, _ in shape),
     )
 
 

@@ -73,6 +73,9 @@ if TYPE_CHECKING:
 __all__ = ["Dispatcher", "Job", "JobRun", "current_task"]
 
 _with_loops: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
+
+#: Seconds an idle worker loop of a flow's own pool waits for more work before it retires.
+LOOP_LINGER = 2.0
 _exit_hook_registered = False
 
 
@@ -271,20 +274,24 @@ class Dispatcher:
             with self._lock:
                 if inbox.empty():
                     inbox.silence()
-                    self._stop_loops()
+                    if not self._own_executor:
+                        self._release_loops()
                     self._active = False
                     self._ident = None
                     return _EXIT
             return _AGAIN
         return None
 
-    def _combine(self, msg: tuple[Any, ...]) -> bool:
+    def _combine(self, msg: tuple[Any, ...], keep: list[Any] | None = None) -> bool:
         """From a worker: apply ``msg`` as the dispatcher if the role is free (flat combining).
 
         The worker that finishes a task usually finds the role lock free: it applies its
         own emits and completion, drains what other workers posted, and submits what
         became ready, sparing the dispatcher thread a wake-up per task. The lock keeps
         one writer at a time; a busy lock means the messages go to the inbox as before.
+        With ``keep`` (a worker loop's run-next slot, given at the end of a task), the
+        first task submitted goes there instead of the shared queue: a chain continues
+        on the thread that ran its last step, without waking another thread for it.
         Returns whether they were applied.
         """
         role = self._role
@@ -305,7 +312,7 @@ class Dispatcher:
                     break
                 handle(queued)
             if self.ring and not self.inline:
-                self._submit_ready(self.ring)
+                self._submit_ready(self.ring, keep)
             poke = (
                 bool(self._timers)
                 or finished != self._finished
@@ -327,8 +334,8 @@ class Dispatcher:
             idle = self.inbox.empty() and not self.jobs and not self.running
             if idle and not self._timers:
                 self.inbox.silence()  # rings of messages this thread already handled
-                if self._loops:
-                    self._stop_loops()
+                if not self._own_executor:
+                    self._release_loops()  # a user's executor: give its threads back
                 self._active = False
                 return
             self._start_thread()
@@ -515,7 +522,7 @@ class Dispatcher:
         snap.finished_at = _now()
         return snap
 
-    def _submit_ready(self, ring: deque[JobRun]) -> None:
+    def _submit_ready(self, ring: deque[JobRun], keep: list[Any] | None = None) -> None:
         while ring and self.running < self.max_workers:
             job = ring[0]
             if not job.tasks:
@@ -528,7 +535,7 @@ class Dispatcher:
             else:
                 ring.popleft()
                 job.in_ring = False
-            self._submit(job, task, aux=False)
+            self._submit(job, task, aux=False, keep=keep)
 
     def _executor_for(self, aux: bool) -> Executor:
         from concurrent.futures import ThreadPoolExecutor
@@ -545,7 +552,7 @@ class Dispatcher:
             )
         return self._executor
 
-    def _submit(self, job: JobRun, task: Task, aux: bool) -> None:
+    def _submit(self, job: JobRun, task: Task, aux: bool, keep: list[Any] | None = None) -> None:
         token = next(self._token)
         job.running[token] = task
         self.running += 1
@@ -562,32 +569,68 @@ class Dispatcher:
                 return
             self._executor_for(aux or abandonable).submit(self._work, job, task, token)
             return
+        if keep is not None and not keep:
+            keep.append((job, task, token))  # the combining worker runs it next
+            return
         # Thread executors get long-lived worker loops fed by a queue: one submit per
         # loop instead of one Future per task.
         self.work.put((job, task, token))
         if self._loops < self.running and self._loops < self.max_workers:
-            if not self._loops:
-                _exit_hook(self)
-            self._loops += 1
-            self._executor_for(False).submit(self._worker_loop)
+            with self._lock:  # loops retire on their own threads (see _worker_loop)
+                start = self._loops < self.running and self._loops < self.max_workers
+                if start:
+                    if not self._loops:
+                        _exit_hook(self)
+                    self._loops += 1
+            if start:
+                self._executor_for(False).submit(self._worker_loop)
 
     def _worker_loop(self) -> None:
         get = self.work.get
         work = self._work
+        keep: list[tuple[JobRun, Task, int]] = []  # run next, before the shared queue
+        # On our own executor an idle loop stays for the next job (restarting loops cost
+        # a quarter of a short pool-mode job) and retires after LOOP_LINGER seconds
+        # without work, so a flow dropped without shutdown() lets its threads go.
+        # On a user's executor the dispatcher releases loops when it goes idle.
+        linger = LOOP_LINGER if self._own_executor else None
+        item: tuple[JobRun, Task, int] | None
         while True:
-            item = get()
+            if keep:
+                item = keep.pop()
+            else:
+                try:
+                    item = get(timeout=linger)
+                except Empty:
+                    with self._lock:  # work posted before this check is seen by it
+                        if self.work.empty():
+                            self._loops -= 1
+                            return
+                    continue
             if item is None:
                 return
-            if work(*item):
-                return  # abandoned at its job's deadline: this loop was replaced
+            if work(*item, keep):
+                # Abandoned at its job's deadline: this loop was replaced. A task it
+                # kept for itself goes to the other loops.
+                if keep:
+                    self.work.put(keep.pop())
+                return
 
     def _stop_loops(self) -> None:
-        # SimpleQueue.put is thread-safe: shutdown and the exit hook may call this too.
+        """Release every worker loop (shutdown, interpreter exit)."""
+        with self._lock:
+            self._release_loops()
+
+    def _release_loops(self) -> None:
+        # Holding self._lock: a loop retiring meanwhile must not leave a None behind
+        # for a later loop, nor miss the one meant for it.
         n, self._loops = self._loops, 0
         for _ in range(n):
             self.work.put(None)
 
-    def _work(self, job: JobRun, task: Task, token: int) -> bool:
+    def _work(
+        self, job: JobRun, task: Task, token: int, keep: list[Any] | None = None
+    ) -> bool:
         nr, args, _ = task
         cn = nr.cn
         exc: BaseException | None = None
@@ -595,12 +638,16 @@ class Dispatcher:
         combine = self._combine
         queued = False
 
+        # A tail emit (the return value) is this task's last act: what it forms may wait
+        # in this loop's run-next slot for the moment the task ends.
+        tail = keep if cn.spec.tail_emit else None
+
         def emit(event: str, value: Any) -> None:
             # Applied at once when the role is free; else posted. Once one message of this
             # task is posted, the rest follow it through the inbox, so none overtakes another.
             nonlocal queued
             msg = (_EMIT, nr, event, value, job, token)
-            if queued or not combine(msg):
+            if queued or not combine(msg, tail):
                 queued = True
                 put(msg)
 
@@ -626,7 +673,7 @@ class Dispatcher:
                 else:
                     self._returned.add(token)
         done = (_DONE, job, token, exc, t0, _perf() - t0)
-        if queued or not combine(done):
+        if queued or not combine(done, None if leave else keep):
             put(done)
         return leave
 
@@ -946,7 +993,8 @@ class Dispatcher:
                         self._returned.discard(token)  # its loop has already moved on
                     else:
                         self._stuck_loops.add(token)  # the loop leaves when it returns
-                        self._loops -= 1
+                        with self._lock:
+                            self._loops -= 1
             job.state.pending.append(PendingTask(node=nr.name, args=list(args), attempt=attempt))
             job.release(nr)
 

@@ -101,6 +101,8 @@ class RoutineSpec(msgspec.Struct, frozen=True, dict=True):
         ref: ``module:qualname`` of the user's definition, for messages and stubs.
         doc: The user's docstring.
         target: The user's function or class.
+        tail_emit: The routine emits only when its activation ends (a function's return
+            value): a worker may keep the activation that emit forms, to run it next.
     """
 
     name: str
@@ -116,6 +118,7 @@ class RoutineSpec(msgspec.Struct, frozen=True, dict=True):
     ref: str = ""
     doc: str = ""
     target: Any = None
+    tail_emit: bool = False
 
     # Derived lookups, not fields (not compared, not in the repr): computed on first use
     # and kept in the instance ``__dict__`` (``dict=True``), so later reads are plain

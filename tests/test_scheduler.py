@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from routilux import Append, Flow, JobStatus, Retry, routine
+from routilux import Append, Flow, JobStatus, Retry, routine, scheduler
 
 
 @routine
@@ -189,6 +192,54 @@ def test_blocking_runs_leave_no_residue_in_the_dispatcher(workers: int) -> None:
     disp = flow._dispatcher
     assert disp is not None
     assert (disp.inbox.empty(), disp.inbox._bell.qsize(), disp.jobs) == (True, 0, set())
+
+
+def _wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
+    # A condition with no signal of its own (a thread retiring): re-check on a short wait.
+    deadline = time.monotonic() + timeout
+    tick = threading.Event()
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        tick.wait(0.01)
+    return True
+
+
+def _run_and_drop_a_pool_flow(
+    inc: Any,
+) -> tuple[weakref.ref[Flow], list[threading.Thread]]:
+    before = set(threading.enumerate())
+    with Flow("linger", max_workers=2) as flow:
+        i = inc()
+    assert flow.run(i.x(1)).outputs == {"inc.result": [2]}
+    workers = [t for t in _new_routilux_threads(before) if "worker" in t.name]
+    assert workers
+    disp = flow._dispatcher
+    assert disp is not None
+    assert _wait_for(lambda: disp._loops == 0)
+    # A retired flow still runs jobs: loops start again on demand.
+    assert flow.run(i.x(2)).outputs == {"inc.result": [3]}
+    assert _wait_for(lambda: disp._loops == 0)
+    return weakref.ref(flow), workers
+
+
+def test_idle_pool_loops_retire_and_a_dropped_flow_lets_its_threads_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Idle worker loops stay for the next job, then retire: a flow dropped without
+    # shutdown() must not keep its dispatcher, its pool and their threads forever.
+    monkeypatch.setattr(scheduler, "LOOP_LINGER", 0.05)
+
+    @routine
+    def inc(x: int) -> int:
+        return x + 1
+
+    gone, workers = _run_and_drop_a_pool_flow(inc)
+    gc.collect()
+    assert gone() is None
+    for t in workers:
+        t.join(timeout=10)
+    assert [t.name for t in workers if t.is_alive()] == []
 
 
 def test_run_inside_a_routine_of_the_same_flow_is_refused() -> None:
