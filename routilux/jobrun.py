@@ -402,7 +402,6 @@ class JobRun:
                 nr = pool.pop()
                 nr.job = self
                 nr.rs = rs
-                nr.emit = nr._emit_inline
             else:
                 nr = NodeRun(self, cn, rs)
             if self.guarded:
@@ -410,7 +409,7 @@ class JobRun:
             self.nodes[index] = nr
         return nr
 
-    def recycle(self, fold: bool) -> None:
+    def recycle(self, fold: bool, reuse: bool = True) -> None:
         """Retire this finished job's NodeRuns; with ``fold``, add their counters to the flow's.
 
         Making a NodeRun is about a third of a short job's cost; a finished job's
@@ -418,7 +417,8 @@ class JobRun:
         next job. Only the dispatcher thread makes and recycles them. Tasks abandoned
         after a timeout still hold theirs, but their emits and results are dropped by
         token (see _handle). Folding here, in the same pass, spares the flow's totals a
-        second walk over the job's routine states.
+        second walk over the job's routine states. A guarded job's NodeRuns (their
+        ``emit`` takes the user lock) are not reused: pooled ones keep ``_emit_inline``.
         """
         nodes = self.nodes
         for i, nr in enumerate(nodes):
@@ -437,7 +437,7 @@ class JobRun:
                     t[2] += rs.errors
                     t[3] += rs.retries
             q0 = nr.q0
-            if q0 is None or nr.inflight:
+            if q0 is None or nr.inflight or not reuse:
                 continue
             if q0:
                 q0.clear()
@@ -661,9 +661,10 @@ class JobRun:
         if self.finished:
             return
         if self.accepting:
-            for nr in list(self.armed):
-                if self.activate(nr, force=True):
-                    return
+            if self.armed:
+                for nr in list(self.armed):
+                    if self.activate(nr, force=True):
+                        return
             self.dispatcher.finish(self, JobStatus.COMPLETED)
             return
         self.dispatcher.settle(self)
@@ -731,8 +732,8 @@ class JobRun:
 
     def _buffer_list(self) -> list[SlotBuffer]:
         out: list[SlotBuffer] = []
-        for nr in self.touched():
-            if nr.q0 is not None and not nr.q0:
+        for nr in self.nodes:
+            if nr is None or (nr.q0 is not None and not nr.q0):
                 continue
             for spec, pol, buf in zip(nr.cn.slot_specs, nr.cn.policies, nr.bufs, strict=True):
                 if pol is Policy.QUEUE or pol is Policy.APPEND:

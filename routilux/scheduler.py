@@ -206,9 +206,41 @@ class Dispatcher:
                 self.inbox.put((_START, job, inputs, resumed))
                 return
             self._active = True
-            # No loop waits on the doorbell now: this thread reads the inbox next.
-            self.inbox.put_quiet((_START, job, inputs, resumed))
+            if not self.inline or resumed:
+                # No loop waits on the doorbell now: this thread reads the inbox next.
+                self.inbox.put_quiet((_START, job, inputs, resumed))
+        if self.inline and not resumed:
+            try:
+                if self._run_alone(job, inputs):
+                    return
+            except BaseException:
+                with self._lock:
+                    self._active = False
+                    self._ident = None
+                raise
         self._loop(until=job)
+
+    def _run_alone(self, job: JobRun, inputs: Sequence[RunInput]) -> bool:
+        """The inline fast path of run_here: start ``job`` and run it on this thread.
+
+        What the general loop would do on its first turns, minus the inbox round trip
+        for the start message. Returns whether the job is done and the role handed off;
+        otherwise (a message or timer arrived, an activation went to a helper thread)
+        the general loop carries on.
+        """
+        with self._role:
+            gen = self._gen
+            self._ident = threading.get_ident()
+            self._start(job, inputs, False)
+            ring = self.ring
+            if ring and not self.running and not self._timers and self.inbox.empty():
+                self._run_inline(self.inbox, ring, job)
+            if gen != self._gen:
+                return True  # the role was taken while this thread was stuck in user code
+            if job.finished and self.inbox.empty() and not self._timers:
+                self._hand_off()
+                return True
+        return False
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop the worker loops, and the executor this dispatcher created.
@@ -274,7 +306,7 @@ class Dispatcher:
             with self._lock:
                 if inbox.empty():
                     inbox.silence()
-                    if not self._own_executor:
+                    if self._loops and not self._own_executor:
                         self._release_loops()
                     self._active = False
                     self._ident = None
@@ -334,7 +366,7 @@ class Dispatcher:
             idle = self.inbox.empty() and not self.jobs and not self.running
             if idle and not self._timers:
                 self.inbox.silence()  # rings of messages this thread already handled
-                if not self._own_executor:
+                if self._loops and not self._own_executor:
                     self._release_loops()  # a user's executor: give its threads back
                 self._active = False
                 return
@@ -628,9 +660,7 @@ class Dispatcher:
         for _ in range(n):
             self.work.put(None)
 
-    def _work(
-        self, job: JobRun, task: Task, token: int, keep: list[Any] | None = None
-    ) -> bool:
+    def _work(self, job: JobRun, task: Task, token: int, keep: list[Any] | None = None) -> bool:
         nr, args, _ = task
         cn = nr.cn
         exc: BaseException | None = None
@@ -910,7 +940,8 @@ class Dispatcher:
     def finish(self, job: JobRun, status: JobStatus) -> None:
         if job.finished:
             return
-        if job.guarded:
+        guarded = job.guarded
+        if guarded:
             job.guarded = False
             self.guarded -= 1
         self._finished += 1
@@ -949,7 +980,7 @@ class Dispatcher:
             except Exception as exc:
                 self._record_error(job, None, exc, 1)
         if status is not JobStatus.PAUSED:
-            job.recycle(fold=not job.resumed)
+            job.recycle(fold=not job.resumed, reuse=not guarded)
         # Detached only after the callbacks (e.g. a store's final write): flow.wait(state)
         # returns once `state.live` is None, and must not return before they are done.
         st._run = None  # type: ignore[attr-defined]
