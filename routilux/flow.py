@@ -459,9 +459,11 @@ class Flow(ClassicFlowMixin):
         if disp.remote is not None:
             disp.remote.check(compiled)  # before anything is submitted
         run = JobRun(disp, compiled, state, self.error_handler)
-        run.timeout = timeout if timeout is not None else self.execution_timeout
-        if run.timeout is not None:
-            run.deadline_at = time.perf_counter() + run.timeout
+        if timeout is None:
+            timeout = self.execution_timeout
+        if timeout is not None:  # else the class default: no instance __dict__ per job
+            run.timeout = timeout
+            run.deadline_at = time.perf_counter() + timeout
         return run
 
     def run(

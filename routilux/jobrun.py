@@ -72,23 +72,28 @@ def current_task() -> tuple[JobRun, NodeRun, Callable[[str, Any], None]] | None:
 
 
 class Latch:
-    """A one-shot event: ``threading.Event`` semantics at a lock's cost.
+    """A one-shot event: ``threading.Event`` semantics at a lock's cost, or less.
 
     ``threading.Event`` builds a Condition (about 4 µs); a job needs only "set once,
-    wake every waiter", which a held lock gives: waiters acquire and release it.
+    wake every waiter", which a held lock gives: waiters acquire and release it. The
+    lock is made by the first waiter that has to block: a job run to its end by the
+    thread that waits for it (a blocking ``flow.run``) never makes one.
     """
 
     __slots__ = ("_flag", "_lock")
 
     def __init__(self) -> None:
         self._flag = False
-        self._lock = threading.Lock()
-        self._lock.acquire()
+        self._lock: threading.Lock | None = None
 
     def set(self) -> None:
-        if not self._flag:
+        if self._flag:
+            return
+        with _LATCHES:  # against a waiter making the lock right now
             self._flag = True
-            self._lock.release()
+            lock = self._lock
+        if lock is not None:
+            lock.release()
 
     def is_set(self) -> bool:
         return self._flag
@@ -96,10 +101,21 @@ class Latch:
     def wait(self, timeout: float | None = None) -> bool:
         if self._flag:
             return True
-        if self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
-            self._lock.release()
+        with _LATCHES:
+            if self.is_set():  # set meanwhile (a call: mypy keeps the first check's narrowing)
+                return True
+            lock = self._lock
+            if lock is None:
+                lock = self._lock = threading.Lock()
+                lock.acquire()
+        if lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+            lock.release()  # the next waiter's turn
             return True
         return self._flag
+
+
+#: Guards the lazy lock of every Latch (held for a few instructions at a time).
+_LATCHES = threading.Lock()
 
 
 class Inbox:

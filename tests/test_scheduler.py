@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from routilux import Append, Flow, JobStatus, Retry, routine, scheduler
+from routilux import Append, Flow, JobStatus, JobTimeoutError, Retry, routine, scheduler
 
 
 @routine
@@ -240,6 +240,36 @@ def test_idle_pool_loops_retire_and_a_dropped_flow_lets_its_threads_go(
     for t in workers:
         t.join(timeout=10)
     assert [t.name for t in workers if t.is_alive()] == []
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_every_waiter_of_a_job_wakes_when_it_ends(workers: int) -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    @routine
+    def gate(x: int) -> int:
+        entered.set()
+        release.wait(10)
+        return x
+
+    with Flow("waiters", max_workers=workers) as flow:
+        g = gate()
+    job = flow.start(g.x(7))
+    assert entered.wait(10)
+    # A wait that runs out says so, and leaves the job running.
+    with pytest.raises(JobTimeoutError, match=r"^Job \S+ still running after waiting 0.01 s$"):
+        job.wait(0.01)
+    got: list[object] = []
+    waiters = [threading.Thread(target=lambda: got.append(job.wait(10).outputs)) for _ in range(3)]
+    for t in waiters:
+        t.start()
+    release.set()
+    for t in waiters:
+        t.join(10)
+    assert got == [{"gate.result": [7]}] * 3
+    # Once finished, waits return at once, with or without a timeout.
+    assert job.wait(0).outputs == job.wait().outputs == {"gate.result": [7]}
 
 
 def test_run_inside_a_routine_of_the_same_flow_is_refused() -> None:
