@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["Inbox", "JobRun", "Latch", "NodeRun", "Task", "convert_outputs", "current_task"]
 
 
-_START, _DONE, _EMIT, _CALL = 0, 1, 2, 3
+_START, _DONE, _EMIT, _CALL, _BATCH = 0, 1, 2, 3, 4
 _EXIT: Any = object()
 _AGAIN: Any = object()
 
@@ -126,10 +126,12 @@ class Inbox:
     apply them out of order. A doorbell queue wakes the loop thread; it carries no data.
     """
 
-    __slots__ = ("_bell", "_q")
+    __slots__ = ("_bell", "_q", "messages")
 
     def __init__(self) -> None:
+        # The messages, in order: the role holder drains them directly (``while q:``).
         self._q: deque[tuple[Any, ...]] = deque()
+        self.messages = self._q
         self._bell: SimpleQueue[None] = SimpleQueue()
 
     def put(self, msg: tuple[Any, ...]) -> None:

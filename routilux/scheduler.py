@@ -45,6 +45,7 @@ from .job_state import (
 )
 from .jobrun import (
     _AGAIN,
+    _BATCH,
     _CALL,
     _DONE,
     _EMIT,
@@ -287,8 +288,9 @@ class Dispatcher:
         inbox = self.inbox
         ring = self.ring
         handle = self._handle
-        while not inbox.empty():
-            handle(inbox.get_nowait())
+        queued = inbox.messages
+        while queued:
+            handle(queued.popleft())
         if self._timers:
             self._fire_timers()
         if until is not None and until.finished:
@@ -335,14 +337,10 @@ class Dispatcher:
         try:
             handle = self._handle
             handle(msg)
-            inbox = self.inbox
-            # get_nowait: the loop thread may take a message between empty() and get().
-            while True:
-                try:
-                    queued = inbox.get_nowait()
-                except Empty:
-                    break
-                handle(queued)
+            # What others posted meanwhile: only the role holder reads the inbox.
+            queued = self.inbox.messages
+            while queued:
+                handle(queued.popleft())
             if self.ring and not self.inline:
                 self._submit_ready(self.ring, keep)
             poke = (
@@ -668,18 +666,26 @@ class Dispatcher:
         combine = self._combine
         queued = False
 
-        # A tail emit (the return value) is this task's last act: what it forms may wait
-        # in this loop's run-next slot for the moment the task ends.
-        tail = keep if cn.spec.tail_emit else None
+        # A tail emit (a function's return value) is the task's last act: it is applied
+        # with the task's completion, in one message and one turn as the dispatcher.
+        held: list[tuple[Any, ...]] = []
+        emit: Callable[[str, Any], None]
+        if cn.spec.tail_emit:
 
-        def emit(event: str, value: Any) -> None:
-            # Applied at once when the role is free; else posted. Once one message of this
-            # task is posted, the rest follow it through the inbox, so none overtakes another.
-            nonlocal queued
-            msg = (_EMIT, nr, event, value, job, token)
-            if queued or not combine(msg, tail):
-                queued = True
-                put(msg)
+            def emit(event: str, value: Any) -> None:
+                held.append((_EMIT, nr, event, value, job, token))
+
+        else:
+
+            def emit(event: str, value: Any) -> None:
+                # Applied at once when the role is free; else posted. Once one message of
+                # this task is posted, the rest follow it through the inbox, so none
+                # overtakes another.
+                nonlocal queued
+                msg = (_EMIT, nr, event, value, job, token)
+                if queued or not combine(msg):
+                    queued = True
+                    put(msg)
 
         t0 = _perf()
         if cn.needs_context:
@@ -702,7 +708,10 @@ class Dispatcher:
                     leave = True
                 else:
                     self._returned.add(token)
-        done = (_DONE, job, token, exc, t0, _perf() - t0)
+        done: tuple[Any, ...] = (_DONE, job, token, exc, t0, _perf() - t0)
+        if held:
+            held.append(done)
+            done = (_BATCH, held)
         if queued or not combine(done, None if leave else keep):
             put(done)
         return leave
@@ -744,6 +753,9 @@ class Dispatcher:
                     job.journal.task_end(task)
         elif kind == _START:
             self._start(msg[1], msg[2], msg[3])
+        elif kind == _BATCH:
+            for m in msg[1]:
+                self._handle(m)
         else:
             msg[1]()
 
