@@ -10,6 +10,9 @@ Floor, same process: the 102 functions called directly (``sum`` over a list).
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from queue import SimpleQueue
 from time import perf_counter
 from typing import Any
 
@@ -83,11 +86,62 @@ def floor_plain(runs: int) -> list[float]:
     return out
 
 
+def floor_pool(runs: int, workers: int = 4) -> list[float]:
+    """Seconds per run of the fan-in as plain tasks on ``workers`` threads.
+
+    A dispatcher thread (the caller) hands each task to threads pulling from a
+    ``SimpleQueue`` and takes the results back from another: ``scatter``, then the
+    100 ``work`` tasks (up to ``workers`` in flight), then the sum. The pure cost of
+    moving 102 tasks through a thread pool and back, with no engine at all.
+    """
+    tasks: SimpleQueue[tuple[Callable[[int], int], int] | None] = SimpleQueue()
+    results: SimpleQueue[int] = SimpleQueue()
+
+    def worker() -> None:
+        get, put = tasks.get, results.put
+        while (item := get()) is not None:
+            fn, x = item
+            put(fn(x))
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    out: list[float] = []
+    try:
+        for i in range(runs):
+            t0 = perf_counter()
+            tasks.put((_scatter, i))
+            x = results.get()
+            got: list[int] = []
+            sent = 0
+            while len(got) < WIDTH:
+                while sent < WIDTH and sent - len(got) < workers:
+                    tasks.put((_work, x))
+                    sent += 1
+                got.append(results.get())
+            tasks.put((sum, got))  # type: ignore[arg-type]  # gather runs on a worker too
+            total = results.get()
+            out.append(perf_counter() - t0)
+            check(total == WIDTH * (i + 1), "W3 pool floor: wrong total")
+    finally:
+        for _ in threads:
+            tasks.put(None)
+        for t in threads:
+            t.join()
+    return out
+
+
+def _scatter(x: int) -> int:
+    return x
+
+
 def run(cfg: Config, report: Report) -> None:
     """Measure W3 at max_workers 1 and 4, with its floor."""
     runs = 60 if cfg.quick else RUNS
     floor = median(floor_plain(runs)) * 1e3
     report.floor("W3", "102 functions called directly", floor, "ms/run")
+    pool = median(floor_pool(max(20, runs // 6))) * 1e3
+    report.floor("W3", "102 tasks through 4 threads on a SimpleQueue (median)", pool, "ms/run")
     for mw, k in ((1, runs), (4, max(20, runs // 6))):
         flow, entry = build(mw)
         try:
@@ -101,8 +155,8 @@ def run(cfg: Config, report: Report) -> None:
                 f"fan-in 1->{WIDTH}->Append, max_workers={mw}",
                 median(secs) * 1e3,
                 "ms/run",
-                floor=floor,
-                floor_what="direct calls",
+                floor=floor if mw == 1 else pool,
+                floor_what="direct calls" if mw == 1 else "4 threads on a SimpleQueue",
                 target=TARGET_MS,
                 note=f"{k} runs, {WIDTH + 2} handlers each; "
                 f"p90 {sorted(secs)[int(0.9 * (len(secs) - 1))] * 1e3:.3f} ms",
