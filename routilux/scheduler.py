@@ -384,11 +384,11 @@ class Dispatcher:
                 job.in_ring = False
                 continue
             task = tasks.popleft()
-            if tasks:
+            # Round robin: the next job's turn. A job whose queue just ran dry stays in
+            # the ring until its next turn finds it empty: a chain's next step, formed
+            # by this task, is queued without leaving and re-entering the ring.
+            if len(ring) > 1:
                 ring.rotate(-1)
-            else:
-                ring.popleft()
-                job.in_ring = False
             if task[0].cn.offload:
                 # An activation with its own timeout runs off this thread, so the timer can
                 # abandon it; the loop waits for it before running anything else.
@@ -983,8 +983,10 @@ class Dispatcher:
             st.history_dropped += extra
         self.jobs.discard(job)
         if job.in_ring:
-            with contextlib.suppress(ValueError):
+            try:  # noqa: SIM105 - a suppress() context manager costs more than the rest here
                 self.ring.remove(job)
+            except ValueError:
+                pass
             job.in_ring = False
         for cb in job.on_finish:
             try:
