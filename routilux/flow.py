@@ -491,7 +491,8 @@ class Flow(ClassicFlowMixin):
             assert final is not None  # no limit: returns at the deadline at the latest
             return final
         disp.run_here(run, inputs, resumed=False)
-        run.done.wait()
+        if not run.finished:  # else this thread ran it to its end
+            run.done.wait()
         return state
 
     def wait(self, state: JobState, timeout: float | None = None) -> JobState:

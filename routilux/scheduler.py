@@ -823,6 +823,16 @@ class Dispatcher:
             job.deadline_seq = self.after(
                 max(0.0, job.deadline_at - _perf()), lambda: self._deadline(job, timeout)
             )
+        if not resumed and len(inputs) == 1 and not job.compiled.sources:
+            # One input to a single-queue node (a blocking run's usual call): it is the
+            # job's first activation, as delivering then activating would make it.
+            first = job.node_run(inputs[0].slot.node.node_name)
+            if first is not None and first.q0 is not None:
+                job.accepting = True
+                job.form(first, (inputs[0].value,), 1)
+                if job.journal is not None:
+                    job.journal.started()
+                return
         touched: list[NodeRun] = []
         for inp in inputs:
             nr = job.node_run(inp.slot.node.node_name)
