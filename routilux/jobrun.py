@@ -249,7 +249,7 @@ class NodeRun:
             v = value if tr is None else tr(value)
             if pm is not None:
                 v = _apply_mapping(v, pm)
-            nr = nodes[dst] or job.make(dst)
+            nr = nodes[dst] or job.new_node_run(dst)
             q0 = nr.q0
             cn = nr.cn
             # Fast path of deliver(): a single-queue-slot node with capacity runs this
@@ -409,22 +409,26 @@ class JobRun:
     def make(self, index: int) -> NodeRun:
         """The NodeRun of node ``index``, made on first use."""
         nr = self.nodes[index]
-        if nr is None:
-            cn = self.compiled.nodes[index]
-            rstates = self.state.routine_states
-            rs = rstates.get(cn.name)
-            if rs is None:
-                rs = rstates[cn.name] = RoutineState()
-            pool = cn.pool
-            if pool:
-                nr = pool.pop()
-                nr.job = self
-                nr.rs = rs
-            else:
-                nr = NodeRun(self, cn, rs)
-            if self.guarded:
-                nr.emit = nr._emit_guarded
-            self.nodes[index] = nr
+        return self.new_node_run(index) if nr is None else nr
+
+    def new_node_run(self, index: int) -> NodeRun:
+        """Make the NodeRun of node ``index`` (it has none yet): from the free list if it can."""
+        cn = self.compiled.nodes[index]
+        rstates = self.state.routine_states
+        rs = rstates.get(cn.name)
+        if rs is None:
+            rs = rstates[cn.name] = RoutineState()
+        pool = cn.pool
+        nr: NodeRun
+        if pool:
+            nr = pool.pop()
+            nr.job = self
+            nr.rs = rs
+        else:
+            nr = NodeRun(self, cn, rs)
+        if self.guarded:
+            nr.emit = nr._emit_guarded
+        self.nodes[index] = nr
         return nr
 
     def recycle(self, fold: bool, reuse: bool = True) -> None:
