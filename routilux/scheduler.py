@@ -384,11 +384,16 @@ class Dispatcher:
                 job.in_ring = False
                 continue
             task = tasks.popleft()
-            # Round robin: the next job's turn. A job whose queue just ran dry stays in
-            # the ring until its next turn finds it empty: a chain's next step, formed
-            # by this task, is queued without leaving and re-entering the ring.
+            # Round robin: the next job's turn. A job alone in the ring stays there when
+            # its queue runs dry: a chain's next step, formed by this task, is queued
+            # without leaving and re-entering the ring. With others, it leaves at once
+            # (finish() would otherwise search the ring for it).
             if len(ring) > 1:
-                ring.rotate(-1)
+                if tasks:
+                    ring.rotate(-1)
+                else:
+                    ring.popleft()
+                    job.in_ring = False
             if task[0].cn.offload:
                 # An activation with its own timeout runs off this thread, so the timer can
                 # abandon it; the loop waits for it before running anything else.
