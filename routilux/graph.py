@@ -45,6 +45,7 @@ class CNode:
         "routes",
         "slot_specs",
         "spec",
+        "tail_fast",
         "totals",
     )
 
@@ -74,6 +75,8 @@ class CNode:
         # time, jobs. Flow._compile shares one list per node name across recompiles.
         self.totals: list[float] = [0, 0, 0, 0, 0.0, 0]
         self.needs_context = spec.kind == "classic" or spec.state is not None
+        # A worker runs it with a dict for emit and applies its one emit with its end.
+        self.tail_fast = spec.tail_emit and not self.needs_context
         # Activations with a timeout run off the dispatcher thread so they can be abandoned.
         self.offload = spec.timeout is not None
 

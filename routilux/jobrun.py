@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["Inbox", "JobRun", "Latch", "NodeRun", "Task", "convert_outputs", "current_task"]
 
 
-_START, _DONE, _EMIT, _CALL, _BATCH = 0, 1, 2, 3, 4
+_START, _DONE, _EMIT, _CALL, _BATCH, _TAIL = 0, 1, 2, 3, 4, 5
 _EXIT: Any = object()
 _AGAIN: Any = object()
 

@@ -54,6 +54,7 @@ from .jobrun import (
     _START,
     _STATUS_AFTER,
     _T,
+    _TAIL,
     Inbox,
     JobRun,
     NodeRun,
@@ -666,6 +667,24 @@ class Dispatcher:
     def _work(self, job: JobRun, task: Task, token: int, keep: list[Any] | None = None) -> bool:
         nr, args, _ = task
         cn = nr.cn
+        if cn.tail_fast and job.timeout is None and job.journal is None:
+            # The common pool task, a function routine in a job with no timeout and no
+            # journal: its one emit, the return value, lands in a dict and is applied
+            # with the task's end as one _TAIL message (no closure, no message per emit).
+            out: dict[str, Any] = {}
+            failed: BaseException | None = None
+            _ctx.job = job
+            t0 = _perf()
+            try:
+                cn.invoke(args, out.__setitem__)
+            except BaseException as e:
+                failed = e
+            dt = _perf() - t0
+            _ctx.job = None
+            tail = (_TAIL, job, token, failed, t0, dt, nr, out)
+            if not self._combine(tail, keep):
+                self.inbox.put(tail)
+            return False
         exc: BaseException | None = None
         put = self.inbox.put
         combine = self._combine
@@ -723,7 +742,16 @@ class Dispatcher:
 
     def _handle(self, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
-        if kind == _EMIT:
+        if kind == _TAIL:
+            _, job, token, failure, t0, dt, nr, out = msg
+            if out and token in job.running:
+                for event, value in out.items():
+                    try:
+                        nr._emit_inline(event, value)
+                    except Exception as exc:
+                        self._emit_failed(nr, exc)
+            self._done(job, token, failure, t0, dt)
+        elif kind == _EMIT:
             nr = msg[1]
             if msg[5] not in msg[4].running:
                 return  # the task was abandoned after a timeout: its emits are dropped
@@ -735,27 +763,7 @@ class Dispatcher:
             except Exception as exc:
                 self._emit_failed(nr, exc)
         elif kind == _DONE:
-            _, job, token, failure, t0, dt = msg
-            task = job.running.pop(token, None)
-            if task is None:
-                if job.timeout is not None:
-                    self._returned.discard(token)
-                return  # abandoned after a timeout; its late result is dropped
-            self.running -= 1
-            if job.timeout is not None:
-                self._returned.discard(token)
-            nr = task[0]
-            if job.journal is not None:
-                job.journal.release_held(token)
-            nr.rs.activations += 1
-            nr.rs.busy_time += dt
-            job.record_task(nr, t0, dt, failure is None)
-            if failure is not None:
-                self._failed(job, task, failure)
-            else:
-                job.release(nr)
-                if job.journal is not None:
-                    job.journal.task_end(task)
+            self._done(msg[1], msg[2], msg[3], msg[4], msg[5])
         elif kind == _START:
             self._start(msg[1], msg[2], msg[3])
         elif kind == _BATCH:
@@ -763,6 +771,31 @@ class Dispatcher:
                 self._handle(m)
         else:
             msg[1]()
+
+    def _done(
+        self, job: JobRun, token: int, failure: BaseException | None, t0: float, dt: float
+    ) -> None:
+        """A task of ``job`` ended (``failure`` if it raised): account for it, form what is ready."""
+        task = job.running.pop(token, None)
+        if task is None:
+            if job.timeout is not None:
+                self._returned.discard(token)
+            return  # abandoned after a timeout; its late result is dropped
+        self.running -= 1
+        if job.timeout is not None:
+            self._returned.discard(token)
+        nr = task[0]
+        if job.journal is not None:
+            job.journal.release_held(token)
+        nr.rs.activations += 1
+        nr.rs.busy_time += dt
+        job.record_task(nr, t0, dt, failure is None)
+        if failure is not None:
+            self._failed(job, task, failure)
+        else:
+            job.release(nr)
+            if job.journal is not None:
+                job.journal.task_end(task)
 
     def fold_failed(self, nr: NodeRun, exc: Exception) -> None:
         """A ``Reduce`` fold raised while a value was delivered to ``nr``: fail the job."""
