@@ -521,6 +521,12 @@ def build_spec(
         tail_emit=kind in ("function", "async")
         and "result" in event_names
         and not any(role in ("out", "kwout") for role, _ in shape),
+        direct=fn
+        if kind == "function"
+        and "result" in event_names
+        and state_cls is None
+        and all(role == "slot" for role, _ in shape)
+        else None,
     )
 
 
@@ -688,6 +694,13 @@ def _compile_invoke(
                 emit("result", call(args, emit))
 
             return fn_result
+
+        if simple:
+
+            def fn_plain_simple(args: tuple[Any, ...], emit: Callable[[str, Any], None]) -> None:
+                fn(*args)
+
+            return fn_plain_simple
 
         def fn_plain(args: tuple[Any, ...], emit: Callable[[str, Any], None]) -> None:
             call(args, emit)

@@ -31,6 +31,7 @@ class CNode:
         "coll_ids",
         "concurrency",
         "desc_colls",
+        "direct",
         "events",
         "fast",
         "index",
@@ -56,6 +57,7 @@ class CNode:
         self.name = node.node_name
         self.spec = spec
         self.invoke = spec.invoke
+        self.direct = spec.direct  # the user's function, called without invoke's frame
         self.concurrency = spec.concurrency
         self.slot_specs: tuple[SlotSpec, ...] = spec.slots
         self.policies: tuple[Policy, ...] = tuple(s.policy for s in spec.slots)

@@ -423,9 +423,13 @@ class Dispatcher:
                 gen = self._gen
         if cn.needs_context:
             _ctx.cur = (job, nr, nr.emit)
+        direct = cn.direct
         t0 = _perf()
         try:
-            cn.invoke(task[1], nr.emit)
+            if direct is None:
+                cn.invoke(task[1], nr.emit)
+            else:
+                nr.emit("result", direct(*task[1]))
         except Exception as exc:
             dt = _perf() - t0
             if cn.needs_context:
@@ -675,8 +679,12 @@ class Dispatcher:
             failed: BaseException | None = None
             _ctx.job = job
             t0 = _perf()
+            direct = cn.direct
             try:
-                cn.invoke(args, out.__setitem__)
+                if direct is None:
+                    cn.invoke(args, out.__setitem__)
+                else:
+                    out["result"] = direct(*args)
             except BaseException as e:
                 failed = e
             dt = _perf() - t0

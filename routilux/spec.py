@@ -103,6 +103,9 @@ class RoutineSpec(msgspec.Struct, frozen=True, dict=True):
         target: The user's function or class.
         tail_emit: The routine emits only when its activation ends (a function's return
             value): a worker may keep the activation that emit forms, to run it next.
+        direct: The user's function when an activation is exactly
+            ``emit("result", direct(*args))`` (a stateless function routine whose
+            parameters are all slots), so the scheduler can skip ``invoke``'s frame.
     """
 
     name: str
@@ -119,6 +122,7 @@ class RoutineSpec(msgspec.Struct, frozen=True, dict=True):
     doc: str = ""
     target: Any = None
     tail_emit: bool = False
+    direct: Any = None
 
     # Derived lookups, not fields (not compared, not in the repr): computed on first use
     # and kept in the instance ``__dict__`` (``dict=True``), so later reads are plain
