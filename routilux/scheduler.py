@@ -672,26 +672,7 @@ class Dispatcher:
         nr, args, _ = task
         cn = nr.cn
         if cn.tail_fast and job.timeout is None and job.journal is None:
-            # The common pool task, a function routine in a job with no timeout and no
-            # journal: its one emit, the return value, lands in a dict and is applied
-            # with the task's end as one _TAIL message (no closure, no message per emit).
-            out: dict[str, Any] = {}
-            failed: BaseException | None = None
-            _ctx.job = job
-            t0 = _perf()
-            direct = cn.direct
-            try:
-                if direct is None:
-                    cn.invoke(args, out.__setitem__)
-                else:
-                    out["result"] = direct(*args)
-            except BaseException as e:
-                failed = e
-            dt = _perf() - t0
-            _ctx.job = None
-            tail = (_TAIL, job, token, failed, t0, dt, nr, out)
-            if not self._combine(tail, keep):
-                self.inbox.put(tail)
+            self._work_tail(job, nr, args, token, keep)
             return False
         exc: BaseException | None = None
         put = self.inbox.put
@@ -747,6 +728,74 @@ class Dispatcher:
         if queued or not combine(done, None if leave else keep):
             put(done)
         return leave
+
+    def _work_tail(
+        self, job: JobRun, nr: NodeRun, args: tuple[Any, ...], token: int, keep: list[Any] | None
+    ) -> None:
+        """``_work`` for the common pool task: a function routine, no job timeout or journal.
+
+        Its one emit, the return value, lands in a dict; with the role free it is applied
+        here with the task's end, else sent as one ``_TAIL`` message (no closure, no
+        message per emit).
+        """
+        cn = nr.cn
+        out: dict[str, Any] = {}
+        failed: BaseException | None = None
+        _ctx.job = job
+        t0 = _perf()
+        direct = cn.direct
+        try:
+            if direct is None:
+                cn.invoke(args, out.__setitem__)
+            else:
+                out["result"] = direct(*args)
+        except BaseException as e:
+            failed = e
+        dt = _perf() - t0
+        _ctx.job = None
+        role = self._role
+        if failed is not None or self.inline or not role.acquire(blocking=False):
+            tail = (_TAIL, job, token, failed, t0, dt, nr, out)
+            if not self._combine(tail, keep):
+                self.inbox.put(tail)
+            return
+        # The role is ours: _combine + _handle(_TAIL) + _done for a task that
+        # returned, inlined (the pool path's cost per task is mostly calls and
+        # tuples). Change them together.
+        prev = self._ident
+        self._ident = threading.get_ident()
+        finished = self._finished
+        try:
+            running = job.running
+            if token in running:
+                for event, value in out.items():
+                    try:
+                        nr._emit_inline(event, value)
+                    except Exception as exc:
+                        self._emit_failed(nr, exc)
+                if running.pop(token, None) is not None:
+                    self.running -= 1
+                    rs = nr.rs
+                    rs.activations += 1
+                    rs.busy_time += dt
+                    hist = job.history
+                    hist.append(TaskRecord(nr.name, job.wall0 + t0, dt, True))
+                    if len(hist) > job.history_trim:
+                        job.trim_history()
+                    job.release(nr)
+            queued = self.inbox.messages
+            if queued:
+                handle = self._handle
+                while queued:
+                    handle(queued.popleft())
+            if self.ring:
+                self._submit_ready(self.ring, keep)
+            poke = bool(self._timers) or finished != self._finished or not self.jobs
+        finally:
+            self._ident = prev
+            role.release()
+        if poke:
+            self.inbox.put(_POKE)
 
     def _handle(self, msg: tuple[Any, ...]) -> None:
         kind = msg[0]

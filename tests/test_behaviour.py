@@ -998,6 +998,37 @@ def test_failing_map_transform_fails_the_job(workers: int) -> None:
     assert "in picky" in state.error.traceback
 
 
+def test_failing_map_on_a_return_value_fails_the_job_and_keeps_a_sound_state(
+    workers: int,
+) -> None:
+    # A function routine's return value is emitted when its task ends (in pool mode,
+    # together with the task's completion): a transform that raises there still fails
+    # the job, names the emitting node, and leaves a state that round-trips.
+    def picky(v: int) -> int:
+        if v == 4:
+            msg = "four is not allowed"
+            raise ValueError(msg)
+        return v
+
+    with Flow(max_workers=workers) as flow:
+        d, after = double(name="d"), double(name="after")
+        d.result.map(picky) >> after.x
+    ok = flow.run(d.x(1))
+    assert ok.status is JobStatus.COMPLETED
+    assert ok.outputs == {"after.result": [4]}
+
+    state = flow.run(d.x(2))
+    assert state.status is JobStatus.FAILED
+    assert state.error is not None
+    assert (state.error.node, state.error.type) == ("d", "ValueError")
+    assert state.error.message == "four is not allowed"
+    assert state.routine_states["d"].activations == 1
+    assert "after" not in state.outputs
+    again = JobState.from_bytes(state.to_bytes())
+    assert again.status is JobStatus.FAILED
+    assert again.error == state.error
+
+
 def test_failing_async_routine_fails_the_job(workers: int) -> None:
     @routine
     async def sour(x: int) -> int:
