@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check routilux tests examples benchmarks
 
 bench: $(CLUSTER_STAMP)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks --passes 3
 	$(BIN)/python -m benchmarks.bench_executors
 
 stubs: $(STAMP)

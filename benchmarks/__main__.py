@@ -2,7 +2,9 @@
 
 Options: ``--only W1,W4`` picks workloads, ``--repeats N`` sets the repetitions
 of whole-run measurements and ``--stat best|median`` how they become the figure
-(default: the fastest run, see ``_common.figure``), ``--quick`` shrinks sizes for a smoke
+(default: the fastest run, see ``_common.figure``), ``--passes N`` runs the whole
+selection N times over and keeps each row's best pass (repetitions spread over minutes
+instead of a second: this machine's speed moves with its neighbours), ``--quick`` shrinks sizes for a smoke
 run (its figures are not the issue's workloads), ``--json PATH`` also writes every
 row and floor as JSON. Exits 1 when a correctness check fails.
 """
@@ -22,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 
 from . import imports, w1_stream, w2_jobs, w2b_latency, w3_fanin, w4_snapshot, w5_durable
-from ._common import BenchmarkFailure, Config, Report, format_table
+from ._common import BenchmarkFailure, Config, Report, format_table, merge_passes
 
 WORKLOADS: dict[str, ModuleType] = {
     "W1": w1_stream,
@@ -104,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         default="best",
         help="whole-run repetitions -> figure: the fastest (default) or the median",
     )
+    parser.add_argument(
+        "--passes", type=int, default=1, help="run the selection N times, keep each row's best"
+    )
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -114,20 +119,30 @@ def main(argv: list[str] | None = None) -> int:
             f"unknown workload(s) {', '.join(unknown)} (choose from {', '.join(WORKLOADS)})"
         )
     cfg = Config(repeats=max(1, args.repeats), quick=args.quick, stat=args.stat)
-    report = Report()
+    passes = max(1, args.passes)
+    reports: list[Report] = []
     # A hung engine must not hang `make bench`: dump every thread's stack and exit.
     faulthandler.dump_traceback_later(WATCHDOG_S, exit=True)
     header = _header()  # the load average and time at the start, also in the JSON
     print(header, flush=True)
     t0 = time.perf_counter()
-    for name in chosen:
-        t = time.perf_counter()
-        try:
-            WORKLOADS[name].run(cfg, report)
-        except BenchmarkFailure as exc:
-            print(f"\nFAILED {name}: {exc}", file=sys.stderr)
-            return 1
-        print(f"  {name} done in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
+    for n in range(passes):
+        report = Report()
+        reports.append(report)
+        for name in chosen:
+            t = time.perf_counter()
+            try:
+                WORKLOADS[name].run(cfg, report)
+            except BenchmarkFailure as exc:
+                print(f"\nFAILED {name}: {exc}", file=sys.stderr)
+                return 1
+            where = f" (pass {n + 1}/{passes})" if passes > 1 else ""
+            print(
+                f"  {name} done in {time.perf_counter() - t:.1f} s{where}",
+                file=sys.stderr,
+                flush=True,
+            )
+    report = merge_passes(reports)
     print()
     print(format_table(report.rows))
     print("\nFloors (plain Python, same process):")

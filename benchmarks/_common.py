@@ -144,6 +144,46 @@ class Report:
         return value
 
 
+def merge_passes(reports: list[Report]) -> Report:
+    """One report from several passes over the same workloads: each row's best pass.
+
+    A row keeps the figure, floor and note of its best pass (so its ratio compares
+    numbers measured together) and says what the other passes gave; a floor keeps its
+    best value. One pass is returned as it is.
+    """
+    if len(reports) == 1:
+        return reports[0]
+    out = Report()
+    keys: list[tuple[str, str]] = []
+    by_key: dict[tuple[str, str], list[Row]] = {}
+    for rep in reports:
+        for row in rep.rows:
+            key = (row.workload, row.metric)
+            if key not in by_key:
+                keys.append(key)
+            by_key.setdefault(key, []).append(row)
+    for key in keys:
+        rows = by_key[key]
+        measured = [r for r in rows if r.value is not None]
+        if not measured:
+            out.rows.append(rows[0])
+            continue
+        best = (max if rows[0].higher_is_better else min)(measured, key=lambda r: r.value or 0.0)
+        values = ", ".join(_num(r.value) for r in measured)
+        merged = Row(**{**vars(best), "samples": [v for r in measured for v in r.samples]})
+        merged.note = f"best of {len(measured)} passes ({values}); " + best.note
+        out.rows.append(merged)
+    floors: dict[tuple[str, str], Floor] = {}
+    for rep in reports:
+        for f in rep.floors:
+            old = floors.get((f.workload, f.what))
+            rate = f.unit.endswith("/s")
+            if old is None or (f.value > old.value if rate else f.value < old.value):
+                floors[(f.workload, f.what)] = f
+    out.floors = list(floors.values())
+    return out
+
+
 def timed(
     fn: Callable[[], Any],
     repeats: int,

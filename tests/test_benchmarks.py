@@ -58,3 +58,34 @@ def test_ab_refuses_an_unknown_revision() -> None:
     res = _run("-m", "benchmarks.ab", "--base", "no-such-rev", "--rounds", "1", "--only", "w1")
     assert res.returncode != 0
     assert "not a revision" in res.stderr
+
+
+def test_passes_keep_each_rows_best_pass_with_its_own_floor() -> None:
+    from benchmarks._common import Floor, Report, Row, merge_passes
+
+    def report(us: float, floor_us: float, jobs: float, direct: float) -> Report:
+        rep = Report()
+        rep.rows.append(Row("W1", "stream", us, "µs/handler", floor=floor_us, target=3.0))
+        rep.rows.append(
+            Row("W2", "jobs", jobs, "jobs/s", floor=direct, target=20_000, higher_is_better=True)
+        )
+        rep.floors.append(Floor("W1", "loop", floor_us, "µs/handler"))
+        rep.floors.append(Floor("W2", "direct", direct, "jobs/s"))
+        return rep
+
+    slow, fast = report(3.6, 0.30, 15_000, 0.8e6), report(2.2, 0.20, 21_000, 1.4e6)
+    merged = merge_passes([slow, fast])
+    w1, w2 = merged.rows
+    assert (w1.value, w1.floor, w1.verdict) == (2.2, 0.20, "PASS")
+    assert (w2.value, w2.floor, w2.verdict) == (21_000, 1.4e6, "PASS")
+    assert w1.note.startswith("best of 2 passes (3.60, 2.20)")
+    assert {f.what: f.value for f in merged.floors} == {"loop": 0.20, "direct": 1.4e6}
+    assert merge_passes([slow]) is slow
+
+
+def test_the_bench_runs_several_passes_into_one_table() -> None:
+    res = _run("-m", "benchmarks", "--quick", "--repeats", "1", "--passes", "2", "--only", "W4")
+    assert res.returncode == 0, res.stderr
+    rows = [line for line in res.stdout.splitlines() if line.startswith("| W4")]
+    assert len(rows) == 2
+    assert all("best of 2 passes" in r for r in rows)
