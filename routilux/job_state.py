@@ -97,8 +97,15 @@ class TaskRecord(msgspec.Struct, array_like=True, gc=False):
     ok: bool = True
 
 
-class RoutineState(msgspec.Struct, kw_only=True):
-    """Per-node statistics and user state within one job."""
+class RoutineState(msgspec.Struct, kw_only=True, gc=False):
+    """Per-node statistics and user state within one job.
+
+    Not tracked by the cyclic garbage collector (``gc=False``): a job makes one per
+    node it runs, and half of what a short finished job leaves for the collector to
+    scan was these. That is safe because nothing here can close a reference cycle:
+    the counters and ``last_error`` are atomic, and ``state`` is snapshot data, which
+    must encode (msgspec refuses a cycle), so it never refers back to the job.
+    """
 
     status: str = "idle"
     activations: int = 0
