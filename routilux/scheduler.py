@@ -330,7 +330,8 @@ class Dispatcher:
         Returns whether they were applied.
         """
         role = self._role
-        if not role.acquire(blocking=False):
+        # Positional: acquire(blocking=False) parses its keyword, ~0.2 µs a task here.
+        if not role.acquire(False):
             return False
         prev = self._ident
         self._ident = threading.get_ident()
@@ -754,7 +755,7 @@ class Dispatcher:
         dt = _perf() - t0
         _ctx.job = None
         role = self._role
-        if failed is not None or self.inline or not role.acquire(blocking=False):
+        if failed is not None or self.inline or not role.acquire(False):
             tail = (_TAIL, job, token, failed, t0, dt, nr, out)
             if not self._combine(tail, keep):
                 self.inbox.put(tail)
