@@ -337,20 +337,8 @@ class Dispatcher:
         self._ident = threading.get_ident()
         finished = self._finished
         try:
-            handle = self._handle
-            handle(msg)
-            # What others posted meanwhile: only the role holder reads the inbox.
-            queued = self.inbox.messages
-            while queued:
-                handle(queued.popleft())
-            if self.ring and not self.inline:
-                self._submit_ready(self.ring, keep)
-            poke = (
-                bool(self._timers)
-                or finished != self._finished
-                or not self.jobs
-                or (self.inline and bool(self.ring))  # inline tasks run on the loop's thread
-            )
+            self._handle(msg)
+            poke = self._turn_end(keep, finished)
         finally:
             self._ident = prev
             role.release()
@@ -358,6 +346,26 @@ class Dispatcher:
             # Timers, idle exit and a caller's finished job are the loop's business.
             self.inbox.put(_POKE)
         return True
+
+    def _turn_end(self, keep: list[Any] | None, finished: int) -> bool:
+        """The rest of a combining turn, holding the role: whether the loop must be poked.
+
+        Applies what others posted meanwhile (only the role holder reads the inbox) and
+        submits what became ready; ``finished`` is ``self._finished`` at the turn's start.
+        """
+        queued = self.inbox.messages
+        if queued:
+            handle = self._handle
+            while queued:
+                handle(queued.popleft())
+        if self.ring and not self.inline:
+            self._submit_ready(self.ring, keep)
+        return (
+            bool(self._timers)
+            or finished != self._finished
+            or not self.jobs
+            or (self.inline and bool(self.ring))  # inline tasks run on the loop's thread
+        )
 
     def _hand_off(self) -> None:
         # The caller's job is done: leave the rest (if any) to a background thread.
@@ -735,9 +743,9 @@ class Dispatcher:
     ) -> None:
         """``_work`` for the common pool task: a function routine, no job timeout or journal.
 
-        Its one emit, the return value, lands in a dict; with the role free it is applied
-        here with the task's end, else sent as one ``_TAIL`` message (no closure, no
-        message per emit).
+        Its one emit, the return value, lands in a dict and is applied with the task's
+        end: here when the role is free, else sent as one ``_TAIL`` message (no closure,
+        no message per emit).
         """
         cn = nr.cn
         out: dict[str, Any] = {}
@@ -760,55 +768,42 @@ class Dispatcher:
             if not self._combine(tail, keep):
                 self.inbox.put(tail)
             return
-        # The role is ours: _combine + _handle(_TAIL) + _done for a task that
-        # returned, inlined (the pool path's cost per task is mostly calls and
-        # tuples). Change them together.
+        # The role is ours: what _combine(_TAIL message) would do, minus the message.
         prev = self._ident
         self._ident = threading.get_ident()
         finished = self._finished
         try:
-            running = job.running
-            if token in running:
-                for event, value in out.items():
-                    try:
-                        nr._emit_inline(event, value)
-                    except Exception as exc:
-                        self._emit_failed(nr, exc)
-                if running.pop(token, None) is not None:
-                    self.running -= 1
-                    rs = nr.rs
-                    rs.activations += 1
-                    rs.busy_time += dt
-                    hist = job.history
-                    hist.append(TaskRecord(nr.name, job.wall0 + t0, dt, True))
-                    if len(hist) > job.history_trim:
-                        job.trim_history()
-                    job.release(nr)
-            queued = self.inbox.messages
-            if queued:
-                handle = self._handle
-                while queued:
-                    handle(queued.popleft())
-            if self.ring:
-                self._submit_ready(self.ring, keep)
-            poke = bool(self._timers) or finished != self._finished or not self.jobs
+            self._apply_tail(job, token, None, t0, dt, nr, out)
+            poke = self._turn_end(keep, finished)
         finally:
             self._ident = prev
             role.release()
         if poke:
             self.inbox.put(_POKE)
 
+    def _apply_tail(
+        self,
+        job: JobRun,
+        token: int,
+        failure: BaseException | None,
+        t0: float,
+        dt: float,
+        nr: NodeRun,
+        out: dict[str, Any],
+    ) -> None:
+        """A ``_TAIL`` task ended: deliver its emits (unless abandoned), then account for it."""
+        if out and token in job.running:
+            for event, value in out.items():
+                try:
+                    nr._emit_inline(event, value)
+                except Exception as exc:
+                    self._emit_failed(nr, exc)
+        self._done(job, token, failure, t0, dt)
+
     def _handle(self, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
         if kind == _TAIL:
-            _, job, token, failure, t0, dt, nr, out = msg
-            if out and token in job.running:
-                for event, value in out.items():
-                    try:
-                        nr._emit_inline(event, value)
-                    except Exception as exc:
-                        self._emit_failed(nr, exc)
-            self._done(job, token, failure, t0, dt)
+            self._apply_tail(*msg[1:])
         elif kind == _EMIT:
             nr = msg[1]
             if msg[5] not in msg[4].running:
