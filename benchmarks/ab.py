@@ -10,8 +10,9 @@ both sides see the same fast and slow phases of the machine.
     python -m benchmarks.ab --base ea79fec --rounds 12 --only w2,w3p
 
 The base is exported with ``git archive`` into a temp dir; the working tree is used
-as it is, uncommitted changes included. The workloads are defined here with the
-public API only (so an older revision runs them unchanged) and check their results:
+as it is, uncommitted changes included. Both sides run this checkout's workload code
+(``w1_stream``, ``w2_jobs``, ``w3_fanin``: public API only, each checking its results)
+against their own ``routilux``:
 
     w1   W1 inline: 2,000 values through 10 pass-through routines [µs/handler]
     w1p  the same with max_workers=4 [µs/handler]
@@ -29,10 +30,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from time import perf_counter
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ("w1", "w1p", "w2", "w3", "w3p")
@@ -45,95 +45,35 @@ UNITS = {"w1": "µs/handler", "w1p": "µs/handler", "w2": "µs/job", "w3": "ms/r
 def _child(tree: str, chosen: list[str], reps: int) -> dict[str, float]:
     sys.path.insert(0, tree)  # this tree's routilux, ahead of the installed one
     import routilux
-    from routilux import Append, Flow, routine
 
     if not routilux.__file__ or not routilux.__file__.startswith(tree):
         raise SystemExit(f"imported routilux from {routilux.__file__}, not from {tree}")
-
-    got: list[int] = []
-
-    @routine
-    def source(n: int) -> Iterator[int]:
-        yield from range(n)
-
-    @routine
-    def hop(x: int) -> int:
-        return x
-
-    @routine
-    def step(x: int) -> int:
-        return x + 1
-
-    @routine
-    def sink(x: int) -> None:
-        got.append(x)
-
-    @routine
-    def gather(values: Append[int]) -> int:
-        return sum(values)
+    # The workloads are always this checkout's (routilux stays the one imported above):
+    # both sides run the same code, and it uses only the public API.
+    sys.path.insert(0, str(ROOT))
+    for name in [m for m in sys.modules if m == "benchmarks" or m.startswith("benchmarks.")]:
+        del sys.modules[name]
+    from benchmarks import w1_stream, w2_jobs, w3_fanin
+    from benchmarks._common import BenchmarkFailure
 
     def stream(mw: int) -> Callable[[], float]:
-        with Flow(f"ab-w1-{mw}", max_workers=mw) as flow:
-            src = source(name="source")
-            prev: Any = src.result
-            for i in range(10):
-                h = hop(name=f"hop{i}")
-                prev >> h.x
-                prev = h.result
-            k = sink(name="sink")
-            prev >> k.x
+        flow, src = w1_stream.build(mw, name="ab-w1")
+        handlers = 1 + w1_stream.N * (w1_stream.HOPS + 1)
 
         def once() -> float:
-            got.clear()
             t0 = perf_counter()
-            state = flow.run(src.n(2000))
-            dt = perf_counter() - t0
-            if state.status != "completed" or got != list(range(2000)):
-                raise SystemExit(f"w1 (max_workers={mw}): wrong result, status {state.status}")
-            return dt / (1 + 2000 * 12) * 1e6
+            w1_stream.run_once(flow, src)
+            return (perf_counter() - t0) / handlers * 1e6
 
         return once
 
     def jobs() -> Callable[[], float]:
-        with Flow("ab-w2", max_workers=1) as flow:
-            first = prev = step(name="step0")
-            for i in range(1, 10):
-                h = step(name=f"step{i}")
-                prev.result >> h.x
-                prev = h
-        run = flow.run
-        x = first.x
-
-        def once() -> float:
-            t0 = perf_counter()
-            states = [run(x(i)) for i in range(500)]
-            dt = perf_counter() - t0
-            if any(s.outputs.get("step9.result") != [i + 10] for i, s in enumerate(states)):
-                raise SystemExit("w2: wrong result")
-            return dt / 500 * 1e6
-
-        return once
+        flow, entry = w2_jobs.build(1, name="ab-w2")
+        return lambda: w2_jobs.run_jobs(flow, entry, 500) / 500 * 1e6
 
     def fanin(mw: int) -> Callable[[], float]:
-        with Flow(f"ab-w3-{mw}", max_workers=mw) as flow:
-            s = step(name="scatter")
-            g = gather(name="gather")
-            for i in range(100):
-                w = step(name=f"work{i}")
-                s.result >> w.x
-                w.result >> g.values
-
-        def once() -> float:
-            times = []
-            for i in range(30):
-                t0 = perf_counter()
-                state = flow.run(s.x(i))
-                times.append(perf_counter() - t0)
-                if state.outputs.get("gather.result") != [100 * (i + 2)]:
-                    raise SystemExit(f"w3 (max_workers={mw}): wrong result")
-            return statistics.median(times) * 1e3
-
-        return once
+        flow, entry = w3_fanin.build(mw)
+        return lambda: statistics.median(w3_fanin.run_times(flow, entry, 30)) * 1e3
 
     makers: dict[str, Callable[[], Callable[[], float]]] = {
         "w1": lambda: stream(1),
@@ -143,10 +83,13 @@ def _child(tree: str, chosen: list[str], reps: int) -> dict[str, float]:
         "w3p": lambda: fanin(4),
     }
     out: dict[str, float] = {}
-    for name in chosen:
-        once = makers[name]()
-        once()  # warm-up
-        out[name] = min(once() for _ in range(reps))
+    try:
+        for name in chosen:
+            once = makers[name]()
+            once()  # warm-up
+            out[name] = min(once() for _ in range(reps))
+    except BenchmarkFailure as exc:
+        raise SystemExit(f"{name}: {exc}") from exc
     return out
 
 
